@@ -1,0 +1,186 @@
+"""What an analysis concludes about one photo, in the clinic's words — no FHIR, no torch.
+
+These plain, frozen dataclasses are the hand-over point between the pipelines (which fill
+them) and ``fhir_mappings`` (which turns them into Observations). Codes travel as
+``Concept`` (system, code, display) because label sets carry SNOMED or local codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+PhotoKind = Literal["skin", "conjunctiva"]
+
+SNOMED = "http://snomed.info/sct"
+
+
+@dataclass(frozen=True)
+class Concept:
+    """A coded concept; ``system=None`` means Photomarker's own code system."""
+
+    code: str
+    display: str
+    system: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The model that produced a result, as the Device and Provenance need it."""
+
+    name: str
+    version: str
+    display_name: str
+    manufacturer: str
+    weights_sha256: str
+    reference_only: bool
+    card_url: str | None = None
+    task: str = ""
+
+
+class TisBand(StrEnum):
+    MILD = "mild"
+    MODERATE = "moderate"
+    SEVERE = "severe"
+
+
+@dataclass(frozen=True)
+class TisScore:
+    """Three Item Severity: erythema, oedema/papulation, excoriation, each 0–3."""
+
+    erythema: int
+    oedema_papulation: int
+    excoriation: int
+    body_site: Concept | None = None
+    lesion_count: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("erythema", "oedema_papulation", "excoriation"):
+            value = getattr(self, name)
+            if not 0 <= value <= 3:
+                raise ValueError(f"TIS {name} must be 0–3, got {value}")
+
+    @property
+    def total(self) -> int:
+        return self.erythema + self.oedema_papulation + self.excoriation
+
+    @property
+    def band(self) -> TisBand:
+        # Bands from the Keio/Atopiyo TIS use: mild 0–2, moderate 3–5, severe 6–9.
+        if self.total <= 2:
+            return TisBand.MILD
+        if self.total <= 5:
+            return TisBand.MODERATE
+        return TisBand.SEVERE
+
+
+@dataclass(frozen=True)
+class ClassProbability:
+    concept: Concept
+    probability: float
+
+
+@dataclass(frozen=True)
+class Abstention:
+    """Why a model declined to commit (spread too wide, input out of distribution)."""
+
+    reason: str
+    spread: float | None = None
+    ood_score: float | None = None
+
+
+@dataclass(frozen=True)
+class ConditionProbabilities:
+    """A classifier's panel: one probability per class, highest first."""
+
+    classes: tuple[ClassProbability, ...]
+    abstention: Abstention | None = None
+    body_site: Concept | None = None
+
+    @property
+    def top(self) -> ClassProbability:
+        return max(self.classes, key=lambda c: c.probability)
+
+
+@dataclass(frozen=True)
+class TumourAssessment:
+    malignancy_probability: float
+    types: tuple[ClassProbability, ...]
+    abstention: Abstention | None = None
+    body_site: Concept | None = None
+
+
+@dataclass(frozen=True)
+class HbEstimate:
+    """Haemoglobin in g/dL with a prediction interval at ``interval_level``."""
+
+    g_dl: float
+    low: float
+    high: float
+    interval_level: float = 0.95
+    abstention: Abstention | None = None
+
+
+class QualityCheckName(StrEnum):
+    BLUR = "blur"
+    EXPOSURE = "exposure"
+    RESOLUTION = "resolution"
+    CONTENT = "content"
+
+
+@dataclass(frozen=True)
+class QualityCheck:
+    """One quality measurement, its threshold, and — when it failed — what to fix."""
+
+    name: QualityCheckName
+    passed: bool
+    value: float
+    threshold: float
+    unit: str = "1"
+    advice: str | None = None
+
+
+@dataclass(frozen=True)
+class QualityVerdict:
+    checks: tuple[QualityCheck, ...]
+    content_found: PhotoKind | None = None
+
+    @property
+    def acceptable(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def failed(self) -> tuple[QualityCheck, ...]:
+        return tuple(check for check in self.checks if not check.passed)
+
+
+AnalysisName = Literal["tis", "skin-condition", "skin-tumour", "hb", "photo-quality"]
+
+
+@dataclass(frozen=True)
+class AnalysisNotPerformed:
+    """An analysis that was asked for but could not run — said plainly, never scored."""
+
+    analysis: AnalysisName
+    reason: str
+
+
+@dataclass(frozen=True)
+class PatientFacts:
+    """What the Patient resource tells us that matters for interpretation (WHO cut-offs)."""
+
+    age_months: int | None = None
+    sex: Literal["female", "male"] | None = None
+    pregnant: bool | None = None
+
+
+@dataclass(frozen=True)
+class AnalysisReport:
+    """Everything one photo produced, ready for write-back."""
+
+    quality: QualityVerdict
+    model_results: tuple[
+        tuple[ModelInfo, TisScore | ConditionProbabilities | TumourAssessment | HbEstimate], ...
+    ] = ()
+    not_performed: tuple[AnalysisNotPerformed, ...] = field(default_factory=tuple)
