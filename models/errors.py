@@ -33,6 +33,8 @@ class PhotomarkerError(Exception):
 
 
 class SettingsError(PhotomarkerError):
+    """A PHOTOMARKER_* setting has a value Photomarker cannot start with."""
+
     code = "invalid-setting"
     http_status = 500
     issue_type = "exception"
@@ -53,11 +55,15 @@ class IntakeError(PhotomarkerError):
 
 
 class EmptyPhoto(IntakeError):
+    """The photo has no bytes at all."""
+
     code = "empty-photo"
     issue_type = "required"
 
 
 class PhotoTooLarge(IntakeError):
+    """The photo is larger than the configured byte limit."""
+
     code = "photo-too-large"
     http_status = 413
     issue_type = "too-long"
@@ -72,18 +78,24 @@ class PhotoTooManyPixels(IntakeError):
 
 
 class UnsupportedMediaType(IntakeError):
+    """The content is not JPEG, PNG, HEIC/HEIF or WebP."""
+
     code = "unsupported-media-type"
     http_status = 415
     issue_type = "not-supported"
 
 
 class UndecodablePhoto(IntakeError):
+    """The bytes do not decode as an image."""
+
     code = "undecodable-photo"
     http_status = 422
     issue_type = "invalid"
 
 
 class TruncatedPhoto(IntakeError):
+    """The image data ends early: the photo was cut off in transit or storage."""
+
     code = "truncated-photo"
     http_status = 422
     issue_type = "invalid"
@@ -97,6 +109,8 @@ class InputError(PhotomarkerError):
 
 
 class MalformedJson(InputError):
+    """The text is not valid JSON."""
+
     code = "malformed-json"
     issue_type = "structure"
 
@@ -124,17 +138,23 @@ class InvalidResource(InputError):
 
 
 class NoImageContent(InputError):
+    """The resource carries no photo: no content, or an attachment with neither data nor url."""
+
     code = "no-image-content"
     http_status = 422
     issue_type = "required"
 
 
 class BadBase64(InputError):
+    """Inline data or a hash is not valid base64."""
+
     code = "bad-base64"
     issue_type = "value"
 
 
 class HashMismatch(InputError):
+    """The photo's bytes do not match the content.hash its resource declares."""
+
     code = "hash-mismatch"
     http_status = 422
     issue_type = "value"
@@ -149,12 +169,16 @@ class UrlNotAllowed(InputError):
 
 
 class MissingSubject(InputError):
+    """The photo is not filed to a Patient."""
+
     code = "missing-subject"
     http_status = 422
     issue_type = "required"
 
 
 class SubjectMismatch(InputError):
+    """The photo belongs to another patient than the one in context."""
+
     code = "subject-mismatch"
     http_status = 403
     issue_type = "forbidden"
