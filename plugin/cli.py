@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 
@@ -71,7 +71,9 @@ def analyze(
     --fhir-base also POSTs it. Each refused input is one line on stderr and makes the exit
     status 1; the other inputs are still analysed.
     """
+    from plugin.audit_log import cli_actor, open_audit_store, refusal_record, written_record
     from plugin.local_analysis import analyse_paths
+    from workers.analysis import RequestedKind
     from workers.fhir_client import FhirClient
 
     overrides: dict[str, Any] = {"fhir_base_url": fhir_base} if fhir_base else {}
@@ -83,9 +85,22 @@ def analyze(
             "results of an image file can only be posted with --patient Patient/<id>",
             param_hint="--patient",
         )
+    try:
+        audit = open_audit_store(settings)
+    except PhotomarkerError as error:
+        # No audit trail, no analysis: an unaudited result is not a result.
+        click.echo(f"photomarker: {error.code}: {error.message}", err=True)
+        ctx.exit(1)
     client = FhirClient(settings.fhir_base) if settings.fhir_base else None
     try:
-        run = analyse_paths(paths, settings, requested=kind, patient=patient, client=client)  # type: ignore[arg-type]
+        run = analyse_paths(
+            paths,
+            settings,
+            record=audit.append,
+            requested=cast(RequestedKind, kind),
+            patient=patient,
+            client=client,
+        )
         for analysed in run.analysed:
             click.echo(f"photomarker: {analysed.line()}", err=True)
         for refusal in run.refusals:
@@ -99,14 +114,21 @@ def analyze(
                 out.write_text(text + "\n", encoding="utf-8")
             if fhir_base and client is not None:
                 response = client.transaction(transaction)
-                written = [e.get("response", {}).get("location") for e in response.get("entry", [])]
+                written = tuple(
+                    str(e["response"]["location"])
+                    for e in response.get("entry", [])
+                    if isinstance(e.get("response"), dict) and e["response"].get("location")
+                )
+                audit.append(written_record(who=cli_actor(), locations=written))
                 click.echo(f"photomarker: posted to {settings.fhir_base}: {len(written)} entries", err=True)
     except PhotomarkerError as error:
+        audit.append(refusal_record(error, who=cli_actor()))
         click.echo(f"photomarker: {error.code}: {error.message}", err=True)
         ctx.exit(1)
     finally:
         if client is not None:
             client.close()
+        audit.close()
     ctx.exit(1 if run.refusals else 0)
 
 
@@ -123,3 +145,8 @@ def show_settings(ctx: click.Context) -> None:
 
 def _is_json(path: Path) -> bool:
     return path.suffix.lower() == ".json"
+
+
+from audit.cli import audit_cli  # noqa: E402  (sub-groups mounted last; they import nothing heavy)
+
+main.add_command(audit_cli)

@@ -7,16 +7,16 @@ a Bundle of them.
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from audit.record import AuditRecord
 from fhir_mappings.bundle import build_result_bundle, merge_transactions
 from fhir_mappings.context import Requester, ResultContext
 from fhir_mappings.inputs import InputContext, load_json, patient_facts, photos_from_json
@@ -33,6 +33,7 @@ from models.results import (
     TisScore,
     TumourAssessment,
 )
+from plugin.audit_log import analysis_record, cli_actor, refusal_record
 from plugin.settings import Settings
 from workers.analysis import RequestedKind, analyse_photo
 from workers.fetch import photo_bytes
@@ -69,6 +70,7 @@ class Analysed:
     kind: PhotoKind
     report: AnalysisReport
     bundle: dict[str, Any]
+    file_sha256: str
 
     def line(self) -> str:
         quality = self.report.quality
@@ -109,13 +111,16 @@ def analyse_paths(
     paths: Sequence[Path],
     settings: Settings,
     *,
+    record: Callable[[AuditRecord], object],
     requested: RequestedKind = "auto",
     patient: str | None = None,
     client: FhirClient | None = None,
 ) -> LocalRun:
+    """Analyse every path; each refusal and each analysis is handed to ``record`` (the audit)."""
     run = LocalRun()
     issued = datetime.now().astimezone()
-    requester = Requester(display=f"cli:{getpass.getuser()}")
+    who = cli_actor()
+    requester = Requester(display=who)
     ctx = InputContext(
         fhir_base=settings.fhir_base, expected_patient=patient, max_bytes=settings.max_photo_bytes
     )
@@ -124,13 +129,26 @@ def analyse_paths(
             inputs = list(_read_inputs(path, ctx, patient, settings.max_photo_bytes))
         except PhotomarkerError as error:
             run.refusals.append(Refusal(str(path), error))
+            record(refusal_record(error, who=who, patient=patient))
             continue
         for item in inputs:
+            entities = _entities(item.photo)
             try:
-                run.analysed.append(_analyse(item, settings, requested, client, issued, requester))
+                analysed = _analyse(item, settings, requested, client, issued, requester)
             except PhotomarkerError as error:
                 run.refusals.append(Refusal(item.label, error))
+                record(refusal_record(error, who=who, entities=entities, patient=item.photo.subject))
+                continue
+            run.analysed.append(analysed)
+            if item.photo.source is None or item.photo.source.id is None:
+                entities = (f"sha256:{analysed.file_sha256}",)
+            record(analysis_record(who=who, entities=entities, patient=item.photo.subject))
     return run
+
+
+def _entities(photo: Photo) -> tuple[str, ...]:
+    reference = photo.source.reference if photo.source else None
+    return (reference,) if reference else ()
 
 
 def _read_inputs(path: Path, ctx: InputContext, patient: str | None, max_bytes: int) -> Iterator[_Input]:
@@ -185,8 +203,8 @@ def _analyse(
         "hb_add_loinc_718_7": settings.hb_add_loinc_718_7,
     }
     log.debug("analysed one photo: kind=%s quality=%s", analysed.kind, analysed.report.quality.acceptable)
+    file_sha256 = hashlib.sha256(data).hexdigest()
     if from_file:
-        file_sha256 = hashlib.sha256(data).hexdigest()
         result_ctx = ResultContext.for_file(photo, file_sha256=file_sha256, **common)
         image, content_type = strip_to_bytes(analysed.decoded)
         media = build_file_media(result_ctx, image=image, content_type=content_type)
@@ -194,7 +212,7 @@ def _analyse(
     else:
         result_ctx = ResultContext.for_fhir_photo(photo, **common)
         bundle = build_result_bundle(analysed.report, result_ctx)
-    return Analysed(item.label, analysed.kind, analysed.report, bundle)
+    return Analysed(item.label, analysed.kind, analysed.report, bundle, file_sha256)
 
 
 def _patient_facts(

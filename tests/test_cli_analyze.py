@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -344,3 +345,23 @@ def _count(base: str, resource_type: str) -> int:
     bundle = httpx.get(f"{base}/{resource_type}", params={"_summary": "count"}).json()
     total: int = bundle["total"]
     return total
+
+
+def test_refusals_and_analyses_land_in_the_audit_trail(tmp_path: Path) -> None:
+    bad = tmp_path / "empty.jpg"
+    bad.write_bytes(b"")
+    run(str(bad), str(FOREARM))
+    from audit.store import AuditStore
+
+    data_dir = Path(os.environ["PHOTOMARKER_DATA_DIR"])
+    with AuditStore.from_url(f"sqlite:///{data_dir / 'audit.sqlite'}") as store:
+        events = {e.record.event: e.record for e in store.search().events}
+    refused = events["input.refused"]
+    assert refused.outcome_reason is not None and refused.outcome_reason.startswith("empty-photo:")
+    assert str(tmp_path) not in (refused.outcome_reason or ""), "file paths can name patients"
+    finished = events["analysis.finished"]
+    sha256 = hashlib.sha256(FOREARM.read_bytes()).hexdigest()
+    assert finished.entities == (f"sha256:{sha256}",)
+    assert finished.agent_who is not None and finished.agent_who.startswith("cli:")
+    verified = CliRunner().invoke(main, ["audit", "verify"])
+    assert verified.exit_code == 0, verified.output
