@@ -62,6 +62,8 @@ def test_threads_append_one_linear_chain(store: AuditStore, make_record: MakeRec
             start.wait()
             for n in range(per_thread):
                 store.append(make_record(n, agent_who=name, query=str(n)))
+                # Yield between appends so the writers really interleave even on a busy machine.
+                time.sleep(0.001)
         except BaseException as exc:  # reported below; a thread's exception is otherwise lost
             errors.append(exc)
 
