@@ -1,25 +1,35 @@
-"""Analyse one photo's bytes: decode → quality gate → whichever pipelines are installed.
+"""Analyse photos' bytes: decode → quality gate → whichever pipelines are installed.
 
-The same function serves the CLI (in process) and the Celery tasks, so a photo gets the same
-result whichever way it arrived. Until a model for a photo kind is installed the report says
-so explicitly (``AnalysisNotPerformed``) — a score is never invented.
+The same functions serve the CLI (in process) and the Celery tasks, so a photo gets the same
+result whichever way it arrived. :func:`analyse_photos` takes several photos at once so a
+worker can batch across requests: each pipeline then runs once over every photo that needs it.
+Until a model for an analysis is installed the report says so explicitly
+(``AnalysisNotPerformed``) — a score is never invented.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
+from fhir_mappings.media import HeatMap
+from models.engine.gradcam import render_overlay
+from models.engine.options import EngineOptions
+from models.errors import PhotomarkerError
 from models.intake import DecodedPhoto, IntakeLimits, decode_photo
-from models.pipelines import ANALYSES_BY_KIND, installed_pipeline
+from models.pipelines import ANALYSES_BY_KIND, ModelResult, installed_pipeline
 from models.quality import QualityThresholds, assess_quality
-from models.results import AnalysisNotPerformed, AnalysisReport, PhotoKind
+from models.results import AnalysisNotPerformed, AnalysisReport, ModelInfo, PhotoKind, QualityVerdict
 from plugin.settings import Settings
 
 RequestedKind = Literal["auto", "skin", "conjunctiva"]
 
-# Pixels the quality gate and today's networks need; JPEGs are decoded at reduced scale to this.
-WORKING_MIN_SIDE = 1024
+# Short side JPEGs are decoded down to (DCT scaling, Pillow draft). The quality gate works at long
+# side 512, today's networks take ≤ 128 px and heat maps are drawn at long side 512, so 720 is
+# ample; it lets a 12 MP photo decode at 1/4 scale (1008×756), ~2x faster than at 1/2. Measured:
+# gate verdicts unchanged on the examples and a 12 MP blur series; sharpness within 8 %.
+WORKING_MIN_SIDE = 720
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,30 @@ class AnalysedPhoto:
     decoded: DecodedPhoto
     kind: PhotoKind
     report: AnalysisReport
+    # Grad-CAM overlays (PNG), one per model result that drew one; for build_result_bundle(heatmaps=…).
+    heatmaps: tuple[HeatMap, ...] = ()
+
+
+@dataclass(frozen=True)
+class PhotoRequest:
+    """One photo to analyse and what is known about it before decoding."""
+
+    data: bytes
+    requested: RequestedKind = "auto"
+    kind_hint: PhotoKind | None = None
+    declared_content_type: str | None = None
+    # Skip reduced-scale decoding, for when the pixels are also stored.
+    full_resolution: bool = False
+
+
+@dataclass
+class _Gated:
+    decoded: DecodedPhoto
+    kind: PhotoKind
+    verdict: QualityVerdict
+    results: list[tuple[ModelInfo, ModelResult]] = field(default_factory=list)
+    heatmaps: list[HeatMap] = field(default_factory=list)
+    not_performed: list[AnalysisNotPerformed] = field(default_factory=list)
 
 
 def analyse_photo(
@@ -38,26 +72,78 @@ def analyse_photo(
     declared_content_type: str | None = None,
     full_resolution: bool = False,
 ) -> AnalysedPhoto:
-    """``full_resolution`` skips reduced-scale decoding, for when the pixels are also stored."""
+    """One photo; raises the intake error that refused it."""
+    request = PhotoRequest(data, requested, kind_hint, declared_content_type, full_resolution)
+    (outcome,) = analyse_photos([request], settings)
+    if isinstance(outcome, PhotomarkerError):
+        raise outcome
+    return outcome
+
+
+def analyse_photos(
+    requests: Sequence[PhotoRequest], settings: Settings
+) -> list[AnalysedPhoto | PhotomarkerError]:
+    """Several photos, in order; a photo that cannot be decoded gets its error, the others go on.
+
+    Errors from the models themselves (a weights hash mismatch, a missing device) are faults of
+    the deployment, not of a photo, and are raised.
+    """
+    limits = IntakeLimits.from_settings(settings)
+    thresholds = QualityThresholds.from_settings(settings)
+    outcomes: list[_Gated | PhotomarkerError] = []
+    for request in requests:
+        try:
+            outcomes.append(_decode_and_gate(request, limits, thresholds))
+        except PhotomarkerError as error:
+            outcomes.append(error)
+    _run_pipelines([o for o in outcomes if isinstance(o, _Gated)], EngineOptions.from_settings(settings))
+    return [outcome if isinstance(outcome, PhotomarkerError) else _report(outcome) for outcome in outcomes]
+
+
+def _decode_and_gate(request: PhotoRequest, limits: IntakeLimits, thresholds: QualityThresholds) -> _Gated:
     decoded = decode_photo(
-        data,
-        limits=IntakeLimits.from_settings(settings),
-        declared_content_type=declared_content_type,
-        min_side=None if full_resolution else WORKING_MIN_SIDE,
+        request.data,
+        limits=limits,
+        declared_content_type=request.declared_content_type,
+        min_side=None if request.full_resolution else WORKING_MIN_SIDE,
     )
-    expected = requested if requested != "auto" else kind_hint
-    verdict = assess_quality(decoded, QualityThresholds.from_settings(settings), expected=expected)
+    expected = request.requested if request.requested != "auto" else request.kind_hint
+    verdict = assess_quality(decoded, thresholds, expected=expected)
     kind: PhotoKind = expected or verdict.content_found or "skin"
-    if not verdict.acceptable:
-        # A photo too poor to score gets its quality result (and a retake), nothing else.
-        return AnalysedPhoto(decoded, kind, AnalysisReport(quality=verdict))
-    not_performed = []
-    for analysis in ANALYSES_BY_KIND[kind]:
-        if installed_pipeline(analysis) is None:
-            not_performed.append(
-                AnalysisNotPerformed(
-                    analysis=analysis,
-                    reason=f"No {kind} model is installed for this analysis; no score was produced.",
-                )
-            )
-    return AnalysedPhoto(decoded, kind, AnalysisReport(quality=verdict, not_performed=tuple(not_performed)))
+    return _Gated(decoded, kind, verdict)
+
+
+def _run_pipelines(photos: Sequence[_Gated], options: EngineOptions) -> None:
+    # A photo too poor to score gets its quality result (and a retake), nothing else.
+    acceptable = [photo for photo in photos if photo.verdict.acceptable]
+    for kind, analyses in ANALYSES_BY_KIND.items():
+        group = [photo for photo in acceptable if photo.kind == kind]
+        if not group:
+            continue
+        for analysis in analyses:
+            pipeline = installed_pipeline(analysis, options)
+            if pipeline is None:
+                for photo in group:
+                    photo.not_performed.append(
+                        AnalysisNotPerformed(
+                            analysis=analysis,
+                            reason=f"No {kind} model is installed for this analysis; no score was produced.",
+                        )
+                    )
+                continue
+            outcomes = pipeline.run([photo.decoded for photo in group])
+            for photo, outcome in zip(group, outcomes, strict=True):
+                if isinstance(outcome.result, AnalysisNotPerformed):
+                    photo.not_performed.append(outcome.result)
+                    continue
+                photo.results.append((pipeline.model, outcome.result))
+                if outcome.explanation is not None:
+                    png = render_overlay(photo.decoded.pixels, outcome.explanation)
+                    photo.heatmaps.append(HeatMap(analysis, pipeline.model, png))
+
+
+def _report(photo: _Gated) -> AnalysedPhoto:
+    report = AnalysisReport(
+        quality=photo.verdict, model_results=tuple(photo.results), not_performed=tuple(photo.not_performed)
+    )
+    return AnalysedPhoto(photo.decoded, photo.kind, report, tuple(photo.heatmaps))
