@@ -1,0 +1,170 @@
+"""Finding the palpebral conjunctiva in a whole photo of a pulled-down lower eyelid (classical).
+
+No labelled whole-eyelid photos exist to train a segmentation network or a landmark model
+(CP-AnemiC ships only the cut-out strips), so this is the classical localiser the design
+calls the fallback. It looks for the pink-red mucosa band that an everted lower lid shows
+between the eye and the lid skin:
+
+1. Reduce the photo to a long side of 384 px; convert to CIELAB.
+2. A pixel is a candidate when the conjunctiva colour rule of the quality gate accepts it *and*
+   it is redder (a*) than the photo's own skin by a margin — the lid skin around the
+   conjunctiva is the reference, which keeps the rule working across skin tones and lighting.
+3. Clean the mask (a 3×3 opening), take its 8-connected components, and pick the largest one
+   that is wider than tall and covers at least 1 % of the frame: the everted palpebral
+   conjunctiva is a horizontal crescent.
+
+A pre-cropped strip (transparent background) skips all of this: its alpha mask *is* the tissue.
+When nothing qualifies the result says why; the photo must not be scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from models.hb.strip import MIN_TISSUE_PIXELS, Strip, precropped_mask, strip_from_mask
+from models.intake import DecodedPhoto
+from models.quality import srgb_to_lab, tissue_masks
+
+WORK_LONG_SIDE: Final = 384
+# a* units the conjunctiva must exceed the photo's skin by; pale (anaemic) mucosa is still
+# redder than the lid skin next to it, by ≥ 6 on the synthetic eyelid and on CP-AnemiC strips
+# set against typical Ghanaian skin tones.
+REDNESS_MARGIN: Final = 6.0
+MIN_AREA_FRACTION: Final = 0.01
+MIN_ASPECT: Final = 1.3  # width / height of the component's bounding box
+
+
+@dataclass(frozen=True, eq=False)
+class Localisation:
+    """Where the conjunctiva is: its mask on the photo (full size), or why it was not found."""
+
+    mask: NDArray[np.bool_] | None
+    method: str  # "precropped", "classical"
+    reason: str | None = None
+    box: tuple[int, int, int, int] | None = None  # (left, top, right, bottom) on the photo
+
+    @property
+    def found(self) -> bool:
+        return self.mask is not None
+
+
+def localise_conjunctiva(photo: DecodedPhoto) -> Localisation:
+    """The palpebral conjunctiva of ``photo``; a pre-cropped strip's alpha mask is used as it is."""
+    mask = precropped_mask(photo)
+    if mask is not None:
+        if np.count_nonzero(mask) < MIN_TISSUE_PIXELS:
+            return Localisation(None, "precropped", "the cut-out holds too little tissue")
+        return Localisation(mask, "precropped", box=_box(mask))
+    return _classical(photo)
+
+
+def conjunctiva_strip(photo: DecodedPhoto) -> tuple[Strip | None, Localisation]:
+    """The strip both estimators read, or None with the localisation that says why not."""
+    where = localise_conjunctiva(photo)
+    if where.mask is None:
+        return None, where
+    strip = strip_from_mask(photo, where.mask)
+    if strip.tissue_pixels < MIN_TISSUE_PIXELS:
+        return None, Localisation(None, where.method, "too little conjunctiva is visible")
+    return strip, where
+
+
+def _classical(photo: DecodedPhoto) -> Localisation:
+    width, height = photo.pixels.size
+    scale = min(1.0, WORK_LONG_SIDE / max(width, height))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = np.asarray(photo.pixels.convert("RGB").resize(size, Image.Resampling.BOX), dtype=np.uint8)
+    flat = small.reshape(-1, 3)
+    skin, _red, conjunctiva = tissue_masks(flat)
+    _, a, _ = srgb_to_lab(flat)
+    reference = skin & ~conjunctiva
+    # With no lid skin in view to compare with, use a redness lid skin rarely reaches.
+    enough_skin = np.count_nonzero(reference) >= 0.02 * flat.shape[0]
+    skin_a = float(np.median(a[reference])) if enough_skin else 12.0
+    candidate = (conjunctiva & (a >= skin_a + REDNESS_MARGIN)).reshape(small.shape[:2])
+    candidate = _open(candidate)
+    best = _best_component(candidate)
+    if best is None:
+        return Localisation(None, "classical", "no palpebral conjunctiva was found in the photo")
+    full = Image.fromarray(best.astype(np.uint8) * 255).resize((width, height), Image.Resampling.NEAREST)
+    mask = np.asarray(full) > 0
+    return Localisation(mask, "classical", box=_box(mask))
+
+
+def _box(mask: NDArray[np.bool_]) -> tuple[int, int, int, int]:
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+
+
+def _shifted_stack(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    padded = np.pad(mask, 1, mode="constant", constant_values=False)
+    h, w = mask.shape
+    return np.stack([padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)])
+
+
+def _open(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """3×3 erosion then dilation: removes specks (vessels on skin, single red pixels)."""
+    eroded = np.asarray(_shifted_stack(mask).all(axis=0))
+    return np.asarray(_shifted_stack(eroded).any(axis=0))
+
+
+def _best_component(mask: NDArray[np.bool_]) -> NDArray[np.bool_] | None:
+    labels, count = _label(mask)
+    if count == 0:
+        return None
+    min_area = MIN_AREA_FRACTION * mask.size
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    best_label, best_area = 0, 0
+    for label in np.argsort(areas[1:])[::-1] + 1:
+        area = int(areas[label])
+        if area < min_area:
+            break
+        rows, cols = np.nonzero(labels == label)
+        aspect = (cols.max() - cols.min() + 1) / (rows.max() - rows.min() + 1)
+        if aspect >= MIN_ASPECT and area > best_area:
+            best_label, best_area = int(label), area
+            break  # components are visited largest first
+    return None if best_label == 0 else np.asarray(labels == best_label)
+
+
+def _label(mask: NDArray[np.bool_]) -> tuple[NDArray[np.int32], int]:
+    """8-connected components by runs: each row's runs join the overlapping runs of the row above."""
+    height, _ = mask.shape
+    parent: list[int] = [0]
+    runs: list[tuple[int, int, int, int]] = []  # (row, start, end exclusive, run id)
+    previous: list[tuple[int, int, int]] = []
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for row in range(height):
+        line = mask[row].astype(np.int8)
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], line, [0]))))
+        current: list[tuple[int, int, int]] = []
+        for start, end in zip(edges[::2], edges[1::2], strict=True):
+            run_id = len(parent)
+            parent.append(run_id)
+            for p_start, p_end, p_id in previous:
+                # 8-connectivity: runs touch when they overlap or meet at a corner.
+                if p_start <= end and start <= p_end:
+                    a, b = find(run_id), find(p_id)
+                    if a != b:
+                        parent[max(a, b)] = min(a, b)
+            current.append((int(start), int(end), run_id))
+            runs.append((row, int(start), int(end), run_id))
+        previous = current
+    labels = np.zeros(mask.shape, dtype=np.int32)
+    roots: dict[int, int] = {}
+    for row, start, end, run_id in runs:
+        root = find(run_id)
+        labels[row, start:end] = roots.setdefault(root, len(roots) + 1)
+    return labels, len(roots)

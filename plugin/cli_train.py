@@ -1,0 +1,245 @@
+"""``photomarker train`` and ``photomarker evaluate``: fit a model on labelled photos, or score one.
+
+``train hb --data labels.csv --cv 5`` cross-validates (grouped, see ``models.hb.dataset``),
+prints the figures beside the "predict the training mean" baseline, then trains the final
+model on all the data and writes the package (weights, manifest, model card). ``evaluate hb
+--data labels.csv`` scores an installed package — by default the one the analysis would use —
+on any CSV of the same layout, without training. Both print a table, or one JSON object with
+``--json``.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import click
+
+from models.errors import PhotomarkerError
+from plugin.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from models.hb.dataset import Grouping
+
+TASKS = ("hb",)
+
+
+def _settings(ctx: click.Context) -> Settings:
+    obj = ctx.find_root().obj
+    settings = obj.get("settings") if isinstance(obj, dict) else None
+    return settings if isinstance(settings, Settings) else load_settings()
+
+
+def _fail(ctx: click.Context, error: PhotomarkerError) -> None:
+    click.echo(f"photomarker: {error.code}: {error.message}", err=True)
+    ctx.exit(1)
+
+
+@click.command("train")
+@click.argument("task", type=click.Choice(TASKS))
+@click.option(
+    "--data",
+    "csv_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="CSV in CP-AnemiC's layout, images in images/ beside it.",
+)
+@click.option(
+    "--cv",
+    "folds",
+    default=5,
+    show_default=True,
+    type=click.IntRange(2, 20),
+    help="Cross-validation folds (grouped).",
+)
+@click.option(
+    "--grouping",
+    type=click.Choice(["strict", "sha256"]),
+    default="strict",
+    show_default=True,
+    help="strict: copies, one child's photos and look-alike re-crops share a fold; sha256: copies only.",
+)
+@click.option(
+    "--members",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 16),
+    help="CNNs (seeds) in the ensemble.",
+)
+@click.option("--epochs", default=40, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--threads",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 256),
+    help="CPU threads for torch; 0 = one per available core.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Package directory [default: the shipped models/weights/NAME].",
+)
+@click.option("--name", default="hb-conjunctiva", show_default=True, help="Package name.")
+@click.option("--model-version", "model_version", default="1.0.0", show_default=True)
+@click.option("--no-final", is_flag=True, help="Cross-validate only; write no package.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def train(
+    ctx: click.Context,
+    task: str,
+    csv_path: Path,
+    folds: int,
+    grouping: str,
+    members: int,
+    epochs: int,
+    threads: int,
+    out_dir: Path | None,
+    name: str,
+    model_version: str,
+    no_final: bool,
+    as_json: bool,
+) -> None:
+    """Cross-validate TASK on labelled photos, then train the final model on all of them."""
+    from models.engine.execution import resolve_execution
+    from models.hb.cnn import CnnTraining
+    from models.hb.dataset import load_dataset
+    from models.hb.package import PackageRequest, cv_summary_json, save_hb_package
+    from models.hb.training import HbTrainingConfig, cross_validate, prepare, train_final
+    from models.registry import SHIPPED_MODEL_DIR
+
+    resolve_execution("cpu", threads=threads)
+    command = _command_line(
+        "train", task, csv_path, cv=folds, grouping=grouping, members=members, epochs=epochs
+    )
+
+    def progress(line: str) -> None:
+        click.echo(f"photomarker: {line}", err=True)
+
+    try:
+        began = time.perf_counter()
+        dataset = load_dataset(csv_path)
+        data = prepare(dataset, cast("Grouping", grouping))
+        summary = dataset.summary()
+        progress(
+            f"{summary['rows']} rows → {summary['samples']} samples ({summary['rows_dropped']} rows in "
+            f"{summary['duplicate_groups_dropped']} conflicting duplicate groups dropped); "
+            f"{len(set(data.groups))} CV groups ({grouping})"
+        )
+        config = HbTrainingConfig(
+            folds=folds,
+            members=members,
+            cnn=CnnTraining(epochs=epochs),
+            grouping=cast("Grouping", grouping),
+        )
+        cv = cross_validate(data, config, progress)
+        final = None
+        manifest = None
+        if not no_final:
+            final = train_final(data, cv, progress)
+            directory = out_dir or SHIPPED_MODEL_DIR / name
+            request = PackageRequest(directory, name, model_version, command, _describe(csv_path))
+            manifest = save_hb_package(request, cv, final)
+            progress(f"wrote {directory} (weights {manifest.weights.sha256[:12]}…)")
+    except PhotomarkerError as error:
+        _fail(ctx, error)
+        return
+    extra: dict[str, Any] = {
+        "task": task,
+        "command": command,
+        "dataset": summary,
+        "excluded_too_little_tissue": data.excluded,
+        "total_seconds": round(time.perf_counter() - began, 1),
+    }
+    if manifest is not None:
+        extra["package"] = {
+            "name": manifest.name,
+            "version": manifest.version,
+            "sha256": manifest.weights.sha256,
+        }
+    if as_json:
+        click.echo(cv_summary_json(cv, final, extra))
+        return
+    click.echo(f"Cross-validation ({folds}-fold, grouped: {grouping}), out-of-fold ensemble:")
+    click.echo(cv.report.format_table(" (g/dL)"))
+    for estimator, report in cv.estimator_reports.items():
+        click.echo(
+            f"  {estimator:<7} MAE {report.metrics['mae'].format()}  r {report.metrics['pearson_r'].format()}"
+        )
+    click.echo(
+        f"95% prediction interval ± {cv.interval_half_width:.2f} g/dL "
+        f"(cross-conformal coverage {cv.interval_coverage:.1%}); {extra['total_seconds']:.0f} s in all"
+    )
+
+
+@click.command("evaluate")
+@click.argument("task", type=click.Choice(TASKS))
+@click.option(
+    "--data",
+    "csv_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="CSV in CP-AnemiC's layout, images in images/ beside it.",
+)
+@click.option("--model", "model_name", help="Installed package to score [default: the one analyses use].")
+@click.option(
+    "--grouping",
+    type=click.Choice(["strict", "sha256"]),
+    default="strict",
+    show_default=True,
+    help="Groups the bootstrap resamples as units.",
+)
+@click.option("--resamples", default=2000, show_default=True, type=click.IntRange(100, 100_000))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def evaluate(
+    ctx: click.Context,
+    task: str,
+    csv_path: Path,
+    model_name: str | None,
+    grouping: str,
+    resamples: int,
+    as_json: bool,
+) -> None:
+    """Score an installed TASK model on labelled photos (no training)."""
+    from models.errors import ModelNotInstalled
+    from models.hb.evaluate import evaluate_hb
+    from models.hb.pipeline import ARCHITECTURE
+    from models.registry import registry_for
+
+    settings = _settings(ctx)
+    registry = registry_for(settings.model_dir)
+    try:
+        if model_name is None:
+            candidates = [p for p in registry.for_task(task) if p.manifest.architecture.name == ARCHITECTURE]
+            if not candidates:
+                raise ModelNotInstalled(f"no {task} model package is installed")
+            model_name = candidates[0].name
+        loaded = registry.load(model_name)
+        result = evaluate_hb(csv_path, loaded, grouping=cast("Grouping", grouping), n_resamples=resamples)
+    except PhotomarkerError as error:
+        _fail(ctx, error)
+        return
+    if as_json:
+        out = result.to_json()
+        out["command"] = _command_line("evaluate", task, csv_path, model=model_name, grouping=grouping)
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(f"{result.model} {result.version} on {csv_path}:")
+    click.echo(result.report.format_table(" (g/dL)"))
+    click.echo(f"abstained on {result.abstained}; no conjunctiva found in {result.not_found}")
+
+
+def _command_line(command: str, task: str, csv_path: Path, **options: object) -> str:
+    """The command as someone would type it to reproduce this run."""
+    parts = ["photomarker", command, task, "--data", str(csv_path)]
+    for key, value in options.items():
+        parts += [f"--{key.replace('_', '-')}", str(value)]
+    return shlex.join(parts)
+
+
+def _describe(csv_path: Path) -> str:
+    return f"{csv_path.parent.name}/{csv_path.name}"
