@@ -1,0 +1,1 @@
+"""HTTP APIs for machine clients (jobs) and operators (health), and the OpenAPI file describing them."""

@@ -1,0 +1,503 @@
+"""The job store: every analysis job, who asked for it, where it stands and what it wrote.
+
+One SQL database (SQLite under the data dir by default, PostgreSQL in production) shared by the
+web process and every worker; the queue only carries job ids. The tables are created with
+``metadata.create_all`` — small, additive, no migrations yet.
+
+State moves queued → running → done | failed, and each move is one conditional UPDATE, so a
+redelivered message can never move a job backwards or finish it twice. A message for job X
+*owns a batch*: X itself when it was still queued, plus other queued jobs of the same queue it
+claims on the way (micro-batching). Claimed jobs carry a lease; while it runs nobody else works
+on them, after it ends (a worker died) the owner's redelivered message takes the batch over.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, cast
+
+from sqlalchemy import (
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine, RowMapping
+
+from audit.engine import WRITE_OPTION, make_engine
+from audit.record import AuditAction, AuditOutcome, AuditRecord
+
+JobStatus = Literal["queued", "running", "done", "failed"]
+TERMINAL: tuple[JobStatus, ...] = ("done", "failed")
+# pg_advisory_xact_lock key held while creating tables, so processes starting together create once.
+_CREATE_LOCK_KEY = 0x6A6F6273  # "jobs"
+
+metadata = MetaData()
+
+jobs = Table(
+    "photomarker_job",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("queue", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),  # what the client asked for: auto, skin, conjunctiva
+    Column("fhir_base", Text),  # where the photo is read from and results written to; None: nowhere
+    Column("reference", String(256)),  # "Media/123" for {"reference": …} submissions
+    Column("resource", Text),  # the submitted resource's JSON for {"resource": …} submissions
+    Column("credential", String(64)),  # handle into the credential store, never the token
+    Column("requested_by", String(200), nullable=False),
+    Column("patient", String(200)),
+    Column("batch_owner", String(32)),  # the job whose message is responsible for this one
+    Column("worker", String(200)),  # host:pid that last claimed it
+    Column("lease_until", Float),
+    Column("attempts", Integer, nullable=False, default=0),  # times a worker started it
+    Column("transient_failures", Integer, nullable=False, default=0),
+    Column("error_code", String(64)),
+    Column("error_message", Text),
+    Column("written", Text),  # JSON list of "Type/id" the write-back created or found
+    Column("result_bundle", Text),  # JSON transaction Bundle, kept when there was no server to write to
+    # Unix seconds: exact, comparable, zone-free; shown in the reader's zone.
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Index("ix_photomarker_job_claim", "status", "queue", "created_at"),
+    Index("ix_photomarker_job_owner", "batch_owner", "status"),
+)
+
+api_tokens = Table(
+    "photomarker_api_token",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)
+
+fhir_credentials = Table(
+    "photomarker_fhir_credential",
+    metadata,
+    Column("handle", String(64), primary_key=True),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job as stored."""
+
+    id: str
+    status: JobStatus
+    queue: str
+    kind: str
+    fhir_base: str | None
+    reference: str | None
+    resource: str | None
+    credential: str | None
+    requested_by: str
+    patient: str | None
+    batch_owner: str | None
+    worker: str | None
+    lease_until: float | None
+    attempts: int
+    transient_failures: int
+    error_code: str | None
+    error_message: str | None
+    written: tuple[str, ...]
+    result_bundle: dict[str, Any] | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """What the API knows when it accepts a job."""
+
+    id: str
+    queue: str
+    kind: str
+    requested_by: str
+    fhir_base: str | None = None
+    reference: str | None = None
+    resource: str | None = None
+    credential: str | None = None
+    patient: str | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a message may work on now: its batch, or the time another worker's lease ends."""
+
+    jobs: tuple[Job, ...] = ()
+    lease_held_until: float | None = None
+
+
+class JobStore:
+    """Jobs, API tokens and encrypted credentials in one SQL database."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    @classmethod
+    def from_url(cls, url: str) -> JobStore:
+        """Open (and create the tables of) the store at a SQLAlchemy URL."""
+        engine = make_engine(url)
+        store = cls(engine)
+        store.create_tables()
+        return store
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def after_fork(self) -> None:
+        """Drop connections inherited from the parent process (never share a socket across fork)."""
+        self._engine.dispose(close=False)
+
+    def create_tables(self) -> None:
+        with self.write() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK_KEY})
+            metadata.create_all(connection)
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction; on SQLite it takes the write lock up front (no upgrade deadlocks)."""
+        with (
+            self._engine.connect().execution_options(**{WRITE_OPTION: True}) as connection,
+            connection.begin(),
+        ):
+            yield connection
+
+    def now(self) -> float:
+        return float(self._clock())
+
+    def ping(self) -> None:
+        with self._engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    # --- creating and reading -----------------------------------------------------------------
+
+    def create(self, new: NewJob) -> Job:
+        values = {
+            "id": new.id,
+            "status": "queued",
+            "queue": new.queue,
+            "kind": new.kind,
+            "fhir_base": new.fhir_base,
+            "reference": new.reference,
+            "resource": new.resource,
+            "credential": new.credential,
+            "requested_by": new.requested_by,
+            "patient": new.patient,
+            "attempts": 0,
+            "transient_failures": 0,
+            "created_at": self.now(),
+        }
+        with self.write() as connection:
+            connection.execute(insert(jobs).values(**values))
+        job = self.get(new.id)
+        if job is None:  # pragma: no cover - the row was just committed
+            raise RuntimeError("job vanished after insert")
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        with self._engine.connect() as connection:
+            row = connection.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+        return _job(row) if row is not None else None
+
+    def list_jobs(self, *, status: JobStatus | None = None, limit: int = 50) -> list[Job]:
+        """Newest first."""
+        query = select(jobs).order_by(jobs.c.created_at.desc()).limit(limit)
+        if status is not None:
+            query = query.where(jobs.c.status == status)
+        with self._engine.connect() as connection:
+            return [_job(row) for row in connection.execute(query).mappings()]
+
+    def counts(self) -> dict[str, int]:
+        query = select(jobs.c.status, func.count()).group_by(jobs.c.status)
+        with self._engine.connect() as connection:
+            return {str(status): int(n) for status, n in connection.execute(query)}
+
+    # --- claiming (workers) -------------------------------------------------------------------
+
+    def claim(self, owner_id: str, *, worker: str, lease_s: float, max_jobs: int) -> Claim:
+        """The batch the message for ``owner_id`` is responsible for, leased to ``worker``.
+
+        A queued owner is claimed together with up to ``max_jobs - 1`` other queued jobs of its
+        queue. An owner already running (a redelivery) gets back the jobs of its batch that are
+        not finished — unless their lease is still running, which means a live worker has them.
+        A finished owner, or one that another batch owns, gives an empty claim.
+        """
+        now = self.now()
+        with self.write() as connection:
+            owner = connection.execute(
+                select(jobs.c.status, jobs.c.queue).where(jobs.c.id == owner_id).with_for_update()
+            ).first()
+            if owner is None:
+                return Claim()
+            fresh = owner.status == "queued"
+            if fresh:
+                connection.execute(
+                    update(jobs)
+                    .where(jobs.c.id == owner_id, jobs.c.status == "queued")
+                    .values(status="running", batch_owner=owner_id)
+                )
+            members = self._members(connection, owner_id)
+            if not members:
+                return Claim()
+            held = [m["lease_until"] for m in members if m["lease_until"] and m["lease_until"] > now]
+            if held:
+                return Claim(lease_held_until=max(held))
+            if fresh and len(members) < max_jobs:
+                self._claim_queued(connection, owner_id, owner.queue, max_jobs - len(members))
+            self._lease(connection, owner_id, worker, now + lease_s, count_attempt=True, now=now)
+            return Claim(tuple(_job(row) for row in self._members(connection, owner_id)))
+
+    def claim_more(self, owner_id: str, *, worker: str, lease_s: float, limit: int) -> tuple[Job, ...]:
+        """Up to ``limit`` more queued jobs for a batch that is still filling (micro-batching)."""
+        if limit <= 0:
+            return ()
+        now = self.now()
+        with self.write() as connection:
+            queue = connection.execute(select(jobs.c.queue).where(jobs.c.id == owner_id)).scalar()
+            if queue is None:
+                return ()
+            ids = self._claim_queued(connection, owner_id, queue, limit)
+            if not ids:
+                return ()
+            self._lease(connection, owner_id, worker, now + lease_s, count_attempt=True, now=now, only=ids)
+            rows = connection.execute(select(jobs).where(jobs.c.id.in_(ids))).mappings().all()
+            return tuple(_job(row) for row in rows)
+
+    def renew(self, owner_id: str, *, worker: str, lease_s: float) -> None:
+        """Keep the lease of a batch that is still being worked on."""
+        with self.write() as connection:
+            connection.execute(
+                update(jobs)
+                .where(jobs.c.batch_owner == owner_id, jobs.c.status == "running", jobs.c.worker == worker)
+                .values(lease_until=self.now() + lease_s)
+            )
+
+    def release_for_retry(self, job_ids: Sequence[str]) -> int:
+        """Give up the lease of jobs that hit a transient failure; returns their highest failure count."""
+        if not job_ids:
+            return 0
+        with self.write() as connection:
+            connection.execute(
+                update(jobs)
+                .where(jobs.c.id.in_(job_ids), jobs.c.status == "running")
+                .values(lease_until=self.now(), transient_failures=jobs.c.transient_failures + 1)
+            )
+            counts = connection.execute(
+                select(func.max(jobs.c.transient_failures)).where(jobs.c.id.in_(job_ids))
+            ).scalar()
+        return int(counts or 0)
+
+    def _members(self, connection: Connection, owner_id: str) -> Sequence[RowMapping]:
+        query = select(jobs).where(jobs.c.batch_owner == owner_id, jobs.c.status == "running")
+        return connection.execute(query.order_by(jobs.c.created_at)).mappings().all()
+
+    def _claim_queued(self, connection: Connection, owner_id: str, queue: str, limit: int) -> list[str]:
+        # SKIP LOCKED: on PostgreSQL two workers filling batches at once take different jobs
+        # instead of waiting on each other (SQLite is already serialised by BEGIN IMMEDIATE).
+        candidates = (
+            select(jobs.c.id)
+            .where(jobs.c.status == "queued", jobs.c.queue == queue)
+            .order_by(jobs.c.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        ids = list(connection.execute(candidates).scalars())
+        if ids:
+            connection.execute(
+                update(jobs)
+                .where(jobs.c.id.in_(ids), jobs.c.status == "queued")
+                .values(status="running", batch_owner=owner_id)
+            )
+        return ids
+
+    def _lease(
+        self,
+        connection: Connection,
+        owner_id: str,
+        worker: str,
+        until: float,
+        *,
+        count_attempt: bool,
+        now: float,
+        only: Iterable[str] | None = None,
+    ) -> None:
+        condition = and_(jobs.c.batch_owner == owner_id, jobs.c.status == "running")
+        if only is not None:
+            condition = and_(condition, jobs.c.id.in_(list(only)))
+        values: dict[str, Any] = {
+            "worker": worker,
+            "lease_until": until,
+            "started_at": func.coalesce(jobs.c.started_at, now),
+        }
+        if count_attempt:
+            values["attempts"] = jobs.c.attempts + 1
+        connection.execute(update(jobs).where(condition).values(**values))
+
+    # --- finishing ----------------------------------------------------------------------------
+
+    def set_patient(self, job_id: str, patient: str) -> None:
+        with self.write() as connection:
+            connection.execute(update(jobs).where(jobs.c.id == job_id).values(patient=patient))
+
+    def finish(
+        self, job_id: str, *, written: Sequence[str], result_bundle: dict[str, Any] | None = None
+    ) -> bool:
+        """running → done. False when the job was not running (someone else finished it)."""
+        return self._transition(
+            job_id,
+            ("running",),
+            status="done",
+            written=json.dumps(list(written)),
+            result_bundle=json.dumps(result_bundle) if result_bundle is not None else None,
+            error_code=None,
+            error_message=None,
+        )
+
+    def fail(self, job_id: str, *, code: str, message: str) -> bool:
+        """queued | running → failed. False when the job had already finished."""
+        return self._transition(
+            job_id, ("queued", "running"), status="failed", error_code=code, error_message=message[:2000]
+        )
+
+    def _transition(self, job_id: str, allowed: tuple[JobStatus, ...], **values: Any) -> bool:
+        with self.write() as connection:
+            result = connection.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status.in_(allowed))
+                .values(finished_at=self.now(), lease_until=None, **values)
+            )
+            return bool(result.rowcount == 1)
+
+    # --- operators: retry and recovery --------------------------------------------------------
+
+    def requeue(self, job_id: str) -> Job | None:
+        """failed, queued, or running with no live lease → queued afresh; None if not allowed."""
+        now = self.now()
+        with self.write() as connection:
+            result = connection.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id == job_id,
+                    or_(
+                        jobs.c.status.in_(("failed", "queued")),
+                        and_(
+                            jobs.c.status == "running",
+                            or_(jobs.c.lease_until.is_(None), jobs.c.lease_until <= now),
+                        ),
+                    ),
+                )
+                .values(
+                    status="queued",
+                    batch_owner=None,
+                    lease_until=None,
+                    transient_failures=0,
+                    error_code=None,
+                    error_message=None,
+                    finished_at=None,
+                )
+            )
+            if result.rowcount != 1:
+                return None
+        return self.get(job_id)
+
+    def stale(self, *, older_than_s: float) -> list[Job]:
+        """Jobs that nobody seems to be working on: queued or with a lease long expired."""
+        limit = self.now() - older_than_s
+        query = select(jobs).where(
+            or_(
+                and_(jobs.c.status == "queued", jobs.c.created_at < limit),
+                and_(jobs.c.status == "running", jobs.c.lease_until < limit),
+            )
+        )
+        with self._engine.connect() as connection:
+            return [_job(row) for row in connection.execute(query).mappings()]
+
+
+def _job(row: RowMapping) -> Job:
+    written = json.loads(row["written"]) if row["written"] else []
+    bundle = json.loads(row["result_bundle"]) if row["result_bundle"] else None
+    return Job(
+        id=row["id"],
+        status=cast(JobStatus, row["status"]),
+        queue=row["queue"],
+        kind=row["kind"],
+        fhir_base=row["fhir_base"],
+        reference=row["reference"],
+        resource=row["resource"],
+        credential=row["credential"],
+        requested_by=row["requested_by"],
+        patient=row["patient"],
+        batch_owner=row["batch_owner"],
+        worker=row["worker"],
+        lease_until=row["lease_until"],
+        attempts=int(row["attempts"] or 0),
+        transient_failures=int(row["transient_failures"] or 0),
+        error_code=row["error_code"],
+        error_message=row["error_message"],
+        written=tuple(str(ref) for ref in written),
+        result_bundle=bundle,
+        created_at=float(row["created_at"]),
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def job_audit_record(
+    job: Job,
+    what: str,
+    outcome: AuditOutcome,
+    *,
+    reason: str | None = None,
+    entities: tuple[str, ...] = (),
+    source_ip: str | None = None,
+) -> AuditRecord:
+    """``job.<what>``: who asked, for which patient and photo, how it ended and why."""
+    photo = (job.reference,) if job.reference else ()
+    return AuditRecord(
+        event=f"job.{what}",
+        action=AuditAction.EXECUTE,
+        recorded=datetime.now().astimezone(),
+        outcome=outcome,
+        outcome_reason=reason,
+        agent_who=job.requested_by,
+        source_ip=source_ip,
+        patient=job.patient,
+        entities=(job_urn(job.id), *photo, *entities),
+    )
+
+
+def job_urn(job_id: str) -> str:
+    return f"urn:photomarker:job:{job_id}"
