@@ -162,7 +162,10 @@ def _moment(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
 @click.option("--since", callback=_moment, help="From this time on (ISO 8601; UTC when no offset).")
 @click.option("--until", callback=_moment, help="Before this time (ISO 8601; UTC when no offset).")
 @click.option(
-    "--bundle-type", type=click.Choice(BUNDLE_TYPES), default="collection", show_default=True,
+    "--bundle-type",
+    type=click.Choice(BUNDLE_TYPES),
+    default="collection",
+    show_default=True,
     help="Bundle.type of a FHIR export.",
 )
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")

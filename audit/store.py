@@ -237,9 +237,7 @@ class AuditStore:
         )
 
 
-def _search_query(
-    filter: AuditFilter, after_seq: int | None, newest_first: bool
-) -> Select[Any]:
+def _search_query(filter: AuditFilter, after_seq: int | None, newest_first: bool) -> Select[Any]:
     conditions: list[ColumnElement[bool]] = []
     column = audit_event.c
     for value, target in (
@@ -264,4 +262,3 @@ def _stored(row: Any) -> StoredEvent:
     return StoredEvent(
         seq=int(row["seq"]), record=row_to_record(row), prev_hash=row["prev_hash"], hash=row["hash"]
     )
-

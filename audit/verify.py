@@ -89,8 +89,12 @@ def _walk(connection: Connection, key: bytes | None, head_seq: int, head_hash: s
         for row in rows:
             seq = int(row["seq"])
             if seq > head_seq:
-                raise _Broken(seq, ChainProblem.ALTERED, f"event {seq} lies beyond the chain head "
-                              f"({head_seq}): it was inserted outside the audit store")
+                raise _Broken(
+                    seq,
+                    ChainProblem.ALTERED,
+                    f"event {seq} lies beyond the chain head "
+                    f"({head_seq}): it was inserted outside the audit store",
+                )
             if seq != expected_seq:
                 raise _Broken(expected_seq, ChainProblem.REMOVED, _missing(expected_seq, seq - 1))
             _check_content(row, key)
@@ -100,11 +104,17 @@ def _walk(connection: Connection, key: bytes | None, head_seq: int, head_hash: s
             expected_seq += 1
     last_seq = expected_seq - 1
     if last_seq < head_seq:
-        raise _Broken(expected_seq, ChainProblem.REMOVED,
-                      _missing(expected_seq, head_seq) + " from the end of the chain")
+        raise _Broken(
+            expected_seq,
+            ChainProblem.REMOVED,
+            _missing(expected_seq, head_seq) + " from the end of the chain",
+        )
     if prev_hash != head_hash:
-        raise _Broken(last_seq, ChainProblem.ALTERED,
-                      f"event {last_seq} does not hash to the value the chain head recorded for it")
+        raise _Broken(
+            last_seq,
+            ChainProblem.ALTERED,
+            f"event {last_seq} does not hash to the value the chain head recorded for it",
+        )
     return last_seq
 
 
@@ -128,17 +138,26 @@ def _explain_broken_link(connection: Connection, row: Any, head_seq: int) -> Non
         select(audit_event.c.seq).where(audit_event.c.hash == row["prev_hash"]).limit(1)
     ).scalar()
     if named is not None:
-        raise _Broken(seq, ChainProblem.REORDERED,
-                      f"event {seq} was appended after the event now stored as {named}, not after {seq - 1}")
+        raise _Broken(
+            seq,
+            ChainProblem.REORDERED,
+            f"event {seq} was appended after the event now stored as {named}, not after {seq - 1}",
+        )
     stored = connection.execute(select(func.count()).select_from(audit_event)).scalar_one()
     if stored < head_seq:
-        raise _Broken(seq, ChainProblem.REMOVED,
-                      f"event {seq} follows an event that is no longer stored; "
-                      f"{head_seq - stored} event(s) were removed and the later ones renumbered")
+        raise _Broken(
+            seq,
+            ChainProblem.REMOVED,
+            f"event {seq} follows an event that is no longer stored; "
+            f"{head_seq - stored} event(s) were removed and the later ones renumbered",
+        )
     if seq == 1:
         raise _Broken(seq, ChainProblem.ALTERED, "event 1 does not start from the genesis hash")
-    raise _Broken(seq - 1, ChainProblem.ALTERED,
-                  f"event {seq - 1} was rewritten: event {seq} recorded a different hash for it")
+    raise _Broken(
+        seq - 1,
+        ChainProblem.ALTERED,
+        f"event {seq - 1} was rewritten: event {seq} recorded a different hash for it",
+    )
 
 
 def _missing(first: int, last: int) -> str:

@@ -40,8 +40,8 @@ def build_model_device(model: ModelInfo, canonical: str) -> Resource:
     if model.reference_only:
         notes.append(
             {
-                "text": f"{codes.REFERENCE_ONLY_TEXT}: trained without clinical data; "
-                "for demonstration and testing only."
+                "text": f"{codes.REFERENCE_ONLY_TEXT}: for demonstration and testing only; "
+                "the model card says why (synthetic training data or performance short of clinical use)."
             }
         )
     if model.card_url:

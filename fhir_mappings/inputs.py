@@ -215,10 +215,14 @@ def _photo(
     subject = _subject(resource, resource_type, ctx)
     data, binary = _payload(attachment, path, ctx)
     size = attachment.get("size")
-    declared_size = int(size) if isinstance(size, int | str) and str(size).isdigit() else None
+    text = str(size) if isinstance(size, int | str) else ""
+    # Parse at most 18 digits (10^18 bytes is already absurd): int() of a 5000-digit string is
+    # refused by Python itself, and such a size can only mean "too large" anyway.
+    declared_size = int(text[:18]) * (10 ** max(0, len(text) - 18)) if text.isdigit() else None
     if ctx.max_bytes is not None and declared_size is not None and declared_size > ctx.max_bytes:
+        shown = text[:20] + ("…" if len(text) > 20 else "")
         raise PhotoTooLarge(
-            f"the photo is {declared_size} bytes; the limit is {ctx.max_bytes}", expression=f"{path}.size"
+            f"the photo declares {shown} bytes; the limit is {ctx.max_bytes}", expression=f"{path}.size"
         )
     meta = resource.get("meta")
     version = meta.get("versionId") if isinstance(meta, dict) else None

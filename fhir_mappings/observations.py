@@ -110,7 +110,8 @@ def _model_parts(obs: Resource, model: ModelInfo, notes: list[str], supporting: 
     if model.reference_only:
         notes = [
             f"{codes.REFERENCE_ONLY_TEXT}: produced by {model.display_name} {model.version}, "
-            "a reference model trained without clinical data.",
+            "a reference model (its model card says why: synthetic training data or "
+            "performance short of clinical use).",
             *notes,
         ]
     if notes:

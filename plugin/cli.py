@@ -33,6 +33,8 @@ def main(ctx: click.Context) -> None:
     logging.basicConfig(
         level=settings.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Migrations announce themselves at INFO on every fresh database; that is not news to a user.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     ctx.obj = {"settings": settings}
 
 
@@ -148,5 +150,22 @@ def _is_json(path: Path) -> bool:
 
 
 from audit.cli import audit_cli  # noqa: E402  (sub-groups mounted last; they import nothing heavy)
+from plugin.cli_models import models_cli  # noqa: E402
 
 main.add_command(audit_cli)
+main.add_command(models_cli)
+
+from plugin.cli_train import evaluate as evaluate_command  # noqa: E402
+from plugin.cli_train import train as train_command  # noqa: E402
+
+main.add_command(train_command)
+main.add_command(evaluate_command)
+
+from plugin.cli_workers import beat, jobs_cli, serve, tokens_cli, web, worker  # noqa: E402  (mounted last)
+
+main.add_command(worker)
+main.add_command(serve)
+main.add_command(web)
+main.add_command(beat)
+main.add_command(tokens_cli)
+main.add_command(jobs_cli)

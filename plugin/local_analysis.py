@@ -12,23 +12,19 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from audit.record import AuditRecord
-from fhir_mappings.bundle import build_result_bundle, merge_transactions
-from fhir_mappings.context import Requester, ResultContext
-from fhir_mappings.inputs import InputContext, load_json, patient_facts, photos_from_json
-from fhir_mappings.media import build_file_media
+from fhir_mappings.bundle import merge_transactions
+from fhir_mappings.context import Requester
+from fhir_mappings.inputs import InputContext, load_json, photos_from_json
 from fhir_mappings.photo import Photo
 from models.errors import PhotomarkerError, PhotoTooLarge, UnreadableFile
-from models.intake import strip_to_bytes
 from models.results import (
     AnalysisReport,
     ConditionProbabilities,
     HbEstimate,
-    PatientFacts,
     PhotoKind,
     TisScore,
     TumourAssessment,
@@ -38,17 +34,11 @@ from plugin.settings import Settings
 from workers.analysis import RequestedKind, analyse_photo
 from workers.fetch import photo_bytes
 from workers.fhir_client import FhirClient
+from workers.writeback import facts_for_interpretation, result_bundle, stored_as_file
 
 log = logging.getLogger(__name__)
 
 ModelResult = TisScore | ConditionProbabilities | TumourAssessment | HbEstimate
-
-
-def software_version() -> str:
-    try:
-        return version("photomarker")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        return "0.0.0+source"
 
 
 @dataclass(frozen=True)
@@ -181,9 +171,6 @@ def _analyse(
 ) -> Analysed:
     photo = item.photo
     data = photo_bytes(photo, client, max_bytes=settings.max_photo_bytes)
-    # A resource that was never stored (no id) has nothing to point at: its photo is written
-    # as a new Media beside the results, exactly like a file's.
-    from_file = photo.source is None or photo.source.id is None
     analysed = analyse_photo(
         data,
         settings,
@@ -191,61 +178,41 @@ def _analyse(
         kind_hint=photo.kind_hint,
         declared_content_type=photo.content_type,
         # A file's Media is written from these pixels, so keep them at full resolution.
-        full_resolution=from_file,
+        full_resolution=stored_as_file(photo),
     )
-    facts = _patient_facts(item, analysed.report, client, issued)
-    common: dict[str, Any] = {
-        "canonical": settings.canonical,
-        "issued": issued,
-        "software_version": software_version(),
-        "requester": requester,
-        "patient_facts": facts,
-        "hb_add_loinc_718_7": settings.hb_add_loinc_718_7,
-    }
-    log.debug("analysed one photo: kind=%s quality=%s", analysed.kind, analysed.report.quality.acceptable)
+    facts = facts_for_interpretation(
+        photo, analysed.report, client=client, issued=issued, patient=item.patient
+    )
+    bundle = result_bundle(photo, data, analysed, settings, issued=issued, requester=requester, facts=facts)
     file_sha256 = hashlib.sha256(data).hexdigest()
-    if from_file:
-        result_ctx = ResultContext.for_file(photo, file_sha256=file_sha256, **common)
-        image, content_type = strip_to_bytes(analysed.decoded)
-        media = build_file_media(result_ctx, image=image, content_type=content_type)
-        bundle = build_result_bundle(analysed.report, result_ctx, source_media=media)
-    else:
-        result_ctx = ResultContext.for_fhir_photo(photo, **common)
-        bundle = build_result_bundle(analysed.report, result_ctx)
     return Analysed(item.label, analysed.kind, analysed.report, bundle, file_sha256)
 
 
-def _patient_facts(
-    item: _Input, report: AnalysisReport, client: FhirClient | None, issued: datetime
-) -> PatientFacts | None:
-    """Age/sex for the WHO anaemia cut-offs — only read when there is an Hb estimate to judge."""
-    if not any(isinstance(result, HbEstimate) for _, result in report.model_results):
-        return None
-    patient = item.patient
-    if patient is None and client is not None and item.photo.subject:
-        try:
-            patient = client.read(item.photo.subject)
-        except PhotomarkerError:
-            log.warning("could not read the photo's Patient; Hb is reported without a cut-off")
-    if patient is None:
-        return None
-    on = (item.photo.taken_at or issued).date()
-    return patient_facts(patient, on=on)
-
-
 def _named_results(report: AnalysisReport) -> list[tuple[str, ModelResult]]:
-    return [(f"{model.name} {model.version}", result) for model, result in report.model_results]
+    names = []
+    for model, result in report.model_results:
+        name = f"{model.name} {model.version}"
+        if model.reference_only:
+            name += " [reference — not for clinical use]"
+        names.append((name, result))
+    return names
 
 
 def _describe(result: ModelResult) -> str:
     if isinstance(result, TisScore):
-        return f"TIS {result.total} ({result.band.value})"
-    if isinstance(result, HbEstimate):
-        return f"Hb {result.g_dl:.1f} g/dL ({result.low:.1f}–{result.high:.1f})"
-    if isinstance(result, TumourAssessment):
-        return f"malignancy probability {result.malignancy_probability:.2f}"
-    top = result.top
-    return f"most likely {top.concept.display} ({top.probability:.2f})"
+        text = f"TIS {result.total} ({result.band.value})"
+    elif isinstance(result, HbEstimate):
+        text = f"Hb {result.g_dl:.1f} g/dL ({result.low:.1f}–{result.high:.1f})"
+    elif isinstance(result, TumourAssessment):
+        text = f"malignancy probability {result.malignancy_probability:.2f}"
+    else:
+        top = result.top
+        text = f"most likely {top.concept.display} ({top.probability:.2f})"
+    abstention = None if isinstance(result, TisScore) else result.abstention
+    if abstention is not None:
+        # The numbers stay in the record, but the summary leads with the refusal to commit.
+        return f"abstained ({abstention.reason}); {text}"
+    return text
 
 
 def _is_json_name(path: Path) -> bool:

@@ -61,6 +61,53 @@ class Settings(BaseSettings):
     # Fraction of the frame that must look like skin / conjunctiva.
     quality_min_content_fraction: float = Field(default=0.05, gt=0, le=1)
 
+    # Inference engine. Photos per forward pass (each becomes one input per TTA view and member).
+    inference_batch_size: int = Field(default=8, ge=1, le=256)
+    # torch intra-op threads on the CPU; 0 = one per core this process may use.
+    inference_threads: int = Field(default=0, ge=0)
+    # torch.compile the networks (CUDA graphs on a GPU): slower start, faster steady state.
+    inference_compile: bool = False
+    # Test-time augmentation (flips, 90° rotations, colour jitter) for a mean and a spread.
+    inference_tta: bool = True
+    # Grad-CAM heat-map overlays beside each model result.
+    inference_heatmaps: bool = True
+    # Override a manifest's calibrated abstention thresholds; empty = the manifest's own.
+    abstain_max_spread: float | None = Field(default=None, gt=0)
+    abstain_max_ood: float | None = Field(default=None, gt=0)
+
+    # --- jobs: the API, the queue, the workers ---------------------------------------------------
+    # SQLAlchemy URL of the job store (jobs, API tokens, encrypted FHIR credentials); empty means
+    # an SQLite file under data_dir. Web and workers must see the same one.
+    jobs_database_url: str | None = None
+    # Fernet key (url-safe base64 of 32 bytes) that encrypts stored FHIR credentials; empty means
+    # a key generated once into data_dir (mode 0600). Production: set it, the same for web and workers.
+    credential_key: SecretStr | None = None
+    # How long a stored FHIR credential stays usable (a job waiting longer fails, never runs unauthenticated).
+    credential_max_age_s: int = Field(default=24 * 3600, gt=0)
+    # Redis: seconds before a delivered but unacknowledged message goes to another worker (a dead
+    # worker's job comes back after this); keep it above the longest batch.
+    broker_visibility_timeout_s: float = Field(default=3600, gt=0)
+    # Redis: how often workers look for such messages.
+    broker_restore_interval_s: float = Field(default=10, gt=0)
+    # Seconds a worker holds the jobs it claimed, renewed as it works; after that another may take over.
+    job_lease_s: float = Field(default=300, gt=0)
+    # Micro-batching: up to this many waiting jobs of one queue go through the models together,
+    # waiting at most this long for more to arrive.
+    batch_max_jobs: int = Field(default=8, ge=1, le=256)
+    batch_max_wait_s: float = Field(default=0.05, ge=0, le=10)
+    # FHIR requests from workers: timeout, then retries of 5xx / 429 / timeouts with exponential
+    # backoff (Retry-After honoured up to the cap).
+    fhir_timeout_s: float = Field(default=30, gt=0)
+    fhir_retries: int = Field(default=3, ge=0, le=20)
+    fhir_backoff_s: float = Field(default=0.5, ge=0)
+    fhir_backoff_max_s: float = Field(default=30, gt=0)
+    # When the FHIR server stays unavailable, the job is tried again this many times, waiting
+    # job_retry_backoff_s × 2^n (capped at fhir_backoff_max_s × 20), before it fails.
+    job_max_retries: int = Field(default=5, ge=0, le=50)
+    job_retry_backoff_s: float = Field(default=30, ge=0)
+    # Largest API request body; empty means room for a Media carrying max_photo_bytes inline.
+    api_max_body_bytes: int | None = Field(default=None, gt=0)
+
     # Add LOINC 718-7 (blood haemoglobin) to the Hb estimate only when a site asks for it.
     hb_add_loinc_718_7: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -69,6 +116,17 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
+
+    @field_validator("device", mode="after")
+    @classmethod
+    def _device_present(cls, value: str) -> str:
+        # Checked at start-up: a GPU worker silently running on CPU would miss every latency target.
+        if value == "cuda":
+            import torch  # only here: plain CLI commands should not pay torch's import time
+
+            if not torch.cuda.is_available():
+                raise ValueError("cuda requested but no CUDA device is available; use auto or cpu")
+        return value
 
     @model_validator(mode="after")
     def _brightness_order(self) -> Settings:
@@ -85,12 +143,26 @@ class Settings(BaseSettings):
         return self.audit_database_url or f"sqlite:///{self.data_dir / 'audit.sqlite'}"
 
     @property
+    def effective_jobs_database_url(self) -> str:
+        return self.jobs_database_url or f"sqlite:///{self.data_dir / 'jobs.sqlite'}"
+
+    @property
+    def effective_api_max_body_bytes(self) -> int:
+        # base64 inflates by 4/3; 1 MiB for the rest of the resource.
+        return self.api_max_body_bytes or self.max_photo_bytes * 4 // 3 + 1024 * 1024
+
+    @property
     def canonical(self) -> str:
         return str(self.canonical_base).rstrip("/")
 
     @property
     def fhir_base(self) -> str | None:
         return str(self.fhir_base_url).rstrip("/") if self.fhir_base_url else None
+
+
+def _is_secret(field: str) -> bool:
+    info = Settings.model_fields.get(field)
+    return "key" in field or (info is not None and "SecretStr" in str(info.annotation))
 
 
 def _variable_name(loc: tuple[int | str, ...]) -> str:
@@ -106,6 +178,9 @@ def load_settings(**overrides: Any) -> Settings:
         problems = []
         for error in exc.errors():
             got = error.get("input")
-            shown = f" (got {got!r})" if isinstance(got, str | int | float) else ""
+            field = str(error["loc"][0]) if error["loc"] else ""
+            # Never echo a secret's value into a log or terminal, even a wrong one.
+            secret = _is_secret(field)
+            shown = f" (got {got!r})" if isinstance(got, str | int | float) and not secret else ""
             problems.append(f"{_variable_name(tuple(error['loc']))}: {error['msg']}{shown}")
         raise SettingsError("invalid settings — " + "; ".join(problems)) from None

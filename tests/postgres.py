@@ -50,6 +50,7 @@ def _answers(url: str) -> bool:
 
 def _binaries() -> Path | None:
     """The newest installed PostgreSQL bin directory that has initdb and pg_ctl."""
+
     def version(initdb: Path) -> int:
         name = initdb.parent.parent.name
         return int(name) if name.isdigit() else 0
@@ -139,8 +140,10 @@ def fresh_database(server_url: str) -> Iterator[str]:
     with psycopg.connect(_conninfo(server_url), autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield make_url(server_url).set(drivername="postgresql+psycopg", database=name).render_as_string(
-            hide_password=False
+        yield (
+            make_url(server_url)
+            .set(drivername="postgresql+psycopg", database=name)
+            .render_as_string(hide_password=False)
         )
     finally:
         with psycopg.connect(_conninfo(server_url), autocommit=True) as admin:

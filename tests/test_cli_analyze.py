@@ -137,12 +137,41 @@ def test_media_json_with_patient_bundle_and_several_paths_in_one_run(tmp_path: P
     assert len(result.stderr.strip().splitlines()) == 3
 
 
-def test_eyelid_photo_asked_for_as_conjunctiva_reports_no_hb_model() -> None:
+def test_synthetic_eyelid_gets_an_hb_estimate_that_abstains_and_says_reference_only() -> None:
+    # The shipped Hb model learnt from real CP-AnemiC strips; a generated eyelid is unlike them.
     result = run(str(EXAMPLES / "eyelid.png"), "--kind", "conjunctiva")
     assert result.exit_code == 0, result.output
     bundle = json.loads(result.stdout)
+    assert_valid_fhir(bundle)
     hb = observation(bundle, "hb-estimate-conjunctiva-photo")
-    assert hb["status"] == "cancelled" and "valueQuantity" not in hb
+    assert hb["valueQuantity"]["code"] == "g/dL"
+    assert hb["interpretation"][0]["coding"][0]["code"] == "model-abstained"
+    notes = " ".join(note["text"] for note in hb["note"])
+    assert "not for clinical use" in notes and "Do not rely on this estimate" in notes
+    assert not any(c["code"]["coding"][0]["code"] == "718-7" for c in [hb])  # a photo is no blood test
+    assert "abstained" in result.stderr
+
+
+def test_real_conjunctiva_strip_gets_an_hb_estimate_with_its_interval() -> None:
+    strip = REPO.parent / "shared" / "data" / "cp-anemic" / "images" / "Image_001.png"
+    result = run(str(strip), "--kind", "conjunctiva")
+    assert result.exit_code == 0, result.output
+    hb = observation(json.loads(result.stdout), "hb-estimate-conjunctiva-photo")
+    low, high = (hb["component"][0]["valueRange"][k]["value"] for k in ("low", "high"))
+    assert low < hb["valueQuantity"]["value"] < high
+    assert 3 < hb["valueQuantity"]["value"] < 20
+
+
+def test_skin_photo_forced_through_the_hb_pipeline_without_conjunctiva_is_not_scored(tmp_path: Path) -> None:
+    grey = tmp_path / "wall.png"
+    from PIL import Image
+
+    Image.new("RGB", (400, 300), (120, 160, 200)).save(grey)
+    result = run(str(grey), "--kind", "conjunctiva")
+    bundle = json.loads(result.stdout)
+    codes = {o["code"]["coding"][0]["code"]: o for o in resources(bundle, "Observation")}
+    hb = codes.get("hb-estimate-conjunctiva-photo")
+    assert hb is None or "valueQuantity" not in hb, "an Hb value was made up for a photo without conjunctiva"
 
 
 # --- refusals: one clear line naming the file and the reason, exit 1, no traceback ---------------

@@ -38,9 +38,7 @@ def _run(connection: Connection) -> None:
 
 
 if context.is_offline_mode():
-    context.configure(
-        url=_url(), target_metadata=metadata, version_table=VERSION_TABLE, literal_binds=True
-    )
+    context.configure(url=_url(), target_metadata=metadata, version_table=VERSION_TABLE, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 elif (given := config.attributes.get("connection")) is not None:

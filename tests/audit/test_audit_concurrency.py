@@ -82,9 +82,7 @@ def test_processes_append_one_linear_chain(db_url: str, tmp_path: Path) -> None:
     gate.mkdir()
     # Every process opens an unmigrated database at once: the migration must happen once.
     running = [
-        subprocess.Popen(
-            [sys.executable, "-c", _WRITER, db_url, f"process:{i}", str(per_process), str(gate)]
-        )
+        subprocess.Popen([sys.executable, "-c", _WRITER, db_url, f"process:{i}", str(per_process), str(gate)])
         for i in range(processes)
     ]
     deadline = time.monotonic() + 60

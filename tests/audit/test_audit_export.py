@@ -108,7 +108,7 @@ def test_csv_has_a_header_and_round_trips(filled: AuditStore) -> None:
     assert rows[0]["entities"] == " ".join(first.record.entities)
     assert (rows[0]["prev_hash"], rows[0]["hash"]) == (first.prev_hash, first.hash)
     # A cell a spreadsheet would run as a formula is defused.
-    assert rows[9]["outcome_reason"] == "'=HYPERLINK(\"http://evil\")"
+    assert rows[9]["outcome_reason"] == '\'=HYPERLINK("http://evil")'
 
 
 def test_fhir_formats_need_a_builder(filled: AuditStore) -> None:
