@@ -1,4 +1,4 @@
-"""``photomarker audit verify|export``: the auditor's command line, a click group the main CLI mounts.
+"""``photomarker audit verify|export|user create``: the auditor's command line (a click group).
 
 Where the store is, in order: ``--database-url``; the ``Settings`` the main ``photomarker`` group
 puts in ``ctx.obj["settings"]``; ``PHOTOMARKER_AUDIT_DATABASE_URL``; an ``audit.sqlite`` under
@@ -7,13 +7,15 @@ puts in ``ctx.obj["settings"]``; ``PHOTOMARKER_AUDIT_DATABASE_URL``; an ``audit.
 settings, else ``PHOTOMARKER_CANONICAL_BASE``. There is no ``--hmac-key`` option on purpose:
 a key on the command line is visible to every user of the machine through ``ps``.
 
-Both commands read the trail, so both append an event saying who ran them and with what.
+``verify`` and ``export`` read the trail, so both append an event saying who ran them and with
+what; ``user create`` adds an auditor account for the console at ``/audit`` and records that too.
 """
 
 from __future__ import annotations
 
 import getpass
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +30,8 @@ from audit.events import AuditFilter
 from audit.export import BUNDLE_TYPES, ExportFormat, chain_extension_url, fhir_builder
 from audit.record import AuditAction, AuditOutcome, AuditRecord
 from audit.store import AuditStore
-from models.errors import AuditError
+from audit.users import AuditorUsers
+from models.errors import AuditError, InvalidRequest
 
 if TYPE_CHECKING:
     from plugin.settings import Settings
@@ -251,3 +254,46 @@ def _query_string(chosen: AuditFilter, fmt: str) -> str:
         if value is not None:
             params[name] = value.isoformat() if isinstance(value, datetime) else str(value)
     return urlencode(params)
+
+
+@audit_cli.group("user")
+def user_cli() -> None:
+    """Auditor accounts for the console at /audit."""
+
+
+@user_cli.command("create")
+@click.argument("name")
+@click.option("--replace", is_flag=True, help="Give an existing auditor a new password.")
+@click.pass_context
+def user_create_command(ctx: click.Context, name: str, replace: bool) -> None:
+    """Add auditor NAME; the password is prompted for, or read as one line from stdin."""
+    if sys.stdin.isatty():
+        password = str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    else:
+        # Piped in (automation): the first line, without its newline, is the password.
+        password = sys.stdin.readline().rstrip("\r\n")
+    target: _Target = ctx.meta[_META_KEY]
+    parsed = make_url(target.url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        # The first account may come before anything else has created the data dir.
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        store = AuditStore.from_url(target.url, hmac_key=target.hmac_key)
+    except AuditError as exc:
+        raise click.ClickException(str(exc)) from exc
+    with store:
+        try:
+            AuditorUsers(store.engine).create(name, password, replace=replace)
+        except InvalidRequest as exc:
+            raise click.ClickException(str(exc)) from exc
+        # Who may read the trail is itself part of the trail.
+        store.append(
+            AuditRecord(
+                event="auditor.created" if not replace else "auditor.password-changed",
+                action=AuditAction.CREATE if not replace else AuditAction.UPDATE,
+                recorded=datetime.now(UTC),
+                agent_who=_who(),
+                entities=(f"auditor:{name}",),
+            )
+        )
+    click.echo(f"auditor {name} {'updated' if replace else 'created'}", err=True)

@@ -380,6 +380,25 @@ class InvalidAuditRecord(AuditError):
     issue_type = "invalid"
 
 
+# --- auditor console -------------------------------------------------------------------------
+
+
+class CsrfRejected(PhotomarkerError):
+    """A console form came back without this session's anti-forgery token (or with another)."""
+
+    code = "csrf-rejected"
+    http_status = 403
+    issue_type = "security"
+
+
+class AuditorLoginFailed(PhotomarkerError):
+    """An auditor login with an unknown name or a wrong password (which of the two is not said)."""
+
+    code = "auditor-login-failed"
+    http_status = 401
+    issue_type = "login"
+
+
 ALL_ERRORS: tuple[type[PhotomarkerError], ...] = (
     SettingsError,
     UnreadableFile,
@@ -420,4 +439,6 @@ ALL_ERRORS: tuple[type[PhotomarkerError], ...] = (
     QueueUnavailable,
     CredentialUnavailable,
     InternalError,
+    CsrfRejected,
+    AuditorLoginFailed,
 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import logging
 import math
 import struct
 import threading
@@ -30,6 +31,10 @@ from models.errors import (
     UndecodablePhoto,
     UnsupportedMediaType,
 )
+
+# Pillow logs EXIF tag values (Artist, descriptions …) at DEBUG: a patient's name must never
+# reach our logs that way, whatever level the application runs at.
+logging.getLogger("PIL").setLevel(logging.INFO)
 
 PhotoFormat = Literal["JPEG", "PNG", "HEIF", "WEBP"]
 

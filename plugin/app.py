@@ -2,8 +2,9 @@
 
 Nothing happens at import time. Tests build an app with their own settings; ``photomarker web``,
 ``serve`` and ``worker`` build one from the environment. Blueprints are split by audience:
-machine clients (``plugin.api.jobs``) and operators (``plugin.api.health``); the SMART launch,
-clinician, inbox and auditor blueprints come with their issues.
+machine clients (``plugin.api.jobs``), operators (``plugin.api.health``) and auditors
+(``plugin.audit_console``, at ``/audit``); the SMART launch, clinician and inbox blueprints come
+with their issues.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from flask import Flask
 
 from plugin.api.health import health
 from plugin.api.jobs import api_v1
+from plugin.audit_console import init_audit_console
 from plugin.http_errors import register_error_handlers
 from plugin.security import apply_security_headers
 from plugin.settings import Settings, load_settings
@@ -37,4 +39,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     apply_security_headers(app)
     app.register_blueprint(health)
     app.register_blueprint(api_v1)
+    init_audit_console(app, settings)
     return app

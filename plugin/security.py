@@ -25,7 +25,15 @@ def apply_security_headers(app: Flask) -> None:
     @app.after_request
     def _security_headers(response: Response) -> Response:
         for name, value in DEFAULT_HEADERS.items():
+            if name == "X-Frame-Options" and _page_allows_framing(response):
+                # The page's CSP frame-ancestors names the EHR; DENY would still block it in old browsers.
+                continue
             response.headers.setdefault(name, value)
         if request.is_secure:
             response.headers.setdefault("Strict-Transport-Security", HSTS)
         return response
+
+
+def _page_allows_framing(response: Response) -> bool:
+    policy = response.headers.get("Content-Security-Policy", "")
+    return "frame-ancestors" in policy and "frame-ancestors 'none'" not in policy

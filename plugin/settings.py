@@ -112,6 +112,17 @@ class Settings(BaseSettings):
     hb_add_loinc_718_7: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # --- auditor console (/audit) ----------------------------------------------------------------
+    # Key signing the console's session cookie; empty means one generated once into data_dir
+    # (0600). Production: set it, the same for every web process.
+    audit_console_secret_key: SecretStr | None = None
+    # CSP frame-ancestors of the console pages: "'none'" (no framing) or the EHR origins
+    # allowed to embed it, space-separated. Anything but 'none' also makes the session cookie
+    # SameSite=None; Secure, which a cross-site iframe needs.
+    audit_console_frame_ancestors: str = Field(default="'none'", pattern=r"^[A-Za-z0-9'*:/._\- ]{1,1000}$")
+    # An auditor session ends this long after login.
+    audit_console_session_max_age_s: int = Field(default=8 * 3600, gt=0)
+
     @field_validator("data_dir", "model_dir", mode="after")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
