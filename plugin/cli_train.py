@@ -24,7 +24,7 @@ from plugin.settings import Settings, load_settings
 if TYPE_CHECKING:
     from models.hb.dataset import Grouping
 
-TASKS = ("hb",)
+TASKS = ("hb", "tumour")
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -45,7 +45,7 @@ def _fail(ctx: click.Context, error: PhotomarkerError) -> None:
     "csv_path",
     required=True,
     type=click.Path(path_type=Path, dir_okay=False),
-    help="CSV in CP-AnemiC's layout, images in images/ beside it.",
+    help="CSV in CP-AnemiC's (hb) or PAD-UFES-20's (tumour) layout, images beside it.",
 )
 @click.option(
     "--cv",
@@ -104,6 +104,11 @@ def train(
     as_json: bool,
 ) -> None:
     """Cross-validate TASK on labelled photos, then train the final model on all of them."""
+    if task == "tumour":
+        _train_tumour(
+            ctx, csv_path, folds, epochs, members, threads, out_dir, name, model_version, no_final, as_json
+        )
+        return
     from models.engine.execution import resolve_execution
     from models.hb.cnn import CnnTraining
     from models.hb.dataset import load_dataset
@@ -182,7 +187,7 @@ def train(
     "csv_path",
     required=True,
     type=click.Path(path_type=Path, dir_okay=False),
-    help="CSV in CP-AnemiC's layout, images in images/ beside it.",
+    help="CSV in CP-AnemiC's (hb) or PAD-UFES-20's (tumour) layout, images beside it.",
 )
 @click.option("--model", "model_name", help="Installed package to score [default: the one analyses use].")
 @click.option(
@@ -205,6 +210,9 @@ def evaluate(
     as_json: bool,
 ) -> None:
     """Score an installed TASK model on labelled photos (no training)."""
+    if task == "tumour":
+        _evaluate_tumour(ctx, csv_path, model_name, resamples, as_json)
+        return
     from models.errors import ModelNotInstalled
     from models.hb.evaluate import evaluate_hb
     from models.hb.pipeline import ARCHITECTURE
@@ -231,6 +239,91 @@ def evaluate(
     click.echo(f"{result.model} {result.version} on {csv_path}:")
     click.echo(result.report.format_table(" (g/dL)"))
     click.echo(f"abstained on {result.abstained}; no conjunctiva found in {result.not_found}")
+
+
+def _train_tumour(
+    ctx: click.Context,
+    csv_path: Path,
+    folds: int,
+    epochs: int,
+    members: int,
+    threads: int,
+    out_dir: Path | None,
+    name: str,
+    model_version: str,
+    no_final: bool,
+    as_json: bool,
+) -> None:
+    """``train tumour``: hb's defaults for --epochs, --members and --name do not apply."""
+    from click.core import ParameterSource
+
+    from models.engine.execution import resolve_execution
+    from models.registry import SHIPPED_MODEL_DIR
+    from models.tumour.package import DEFAULT_NAME, PackageRequest
+    from models.tumour.training import TumourTrainingConfig
+    from models.tumour.workflow import run_training
+
+    def given(option: str) -> bool:
+        return ctx.get_parameter_source(option) != ParameterSource.DEFAULT
+
+    defaults = TumourTrainingConfig()
+    config = TumourTrainingConfig(
+        folds=folds,
+        epochs=epochs if given("epochs") else defaults.epochs,
+        members=members if given("members") else defaults.members,
+    )
+    name = name if given("name") else DEFAULT_NAME
+    resolve_execution("cpu", threads=threads)
+    command = _command_line(
+        "train", "tumour", csv_path, cv=folds, epochs=config.epochs, members=config.members
+    )
+    request = None
+    if not no_final:
+        directory = out_dir or SHIPPED_MODEL_DIR / name
+        request = PackageRequest(directory, name, model_version, command, _describe(csv_path))
+    try:
+        report, extra = run_training(
+            csv_path, config, request, lambda line: click.echo(f"photomarker: {line}", err=True)
+        )
+    except PhotomarkerError as error:
+        _fail(ctx, error)
+        return
+    if as_json:
+        click.echo(json.dumps({"task": "tumour", "command": command, **extra, **report.to_json()}, indent=2))
+        return
+    click.echo(f"Cross-validation ({folds}-fold, grouped by patient), out-of-fold, calibrated:")
+    click.echo(report.format_table())
+    click.echo(
+        f"per-fold malignant AUROC {extra['fold_malignant_auroc']}; {extra['total_seconds']:.0f} s in all"
+    )
+
+
+def _evaluate_tumour(
+    ctx: click.Context, csv_path: Path, model_name: str | None, resamples: int, as_json: bool
+) -> None:
+    from models.errors import ModelNotInstalled
+    from models.registry import registry_for
+    from models.tumour.evaluate import evaluate_tumour
+
+    registry = registry_for(_settings(ctx).model_dir)
+    try:
+        if model_name is None:
+            candidates = registry.for_task("skin-tumour")
+            if not candidates:
+                raise ModelNotInstalled("no skin-tumour model package is installed")
+            model_name = candidates[0].name
+        result = evaluate_tumour(csv_path, registry.load(model_name), n_resamples=resamples)
+    except PhotomarkerError as error:
+        _fail(ctx, error)
+        return
+    if as_json:
+        out = result.to_json()
+        out["command"] = _command_line("evaluate", "tumour", csv_path, model=model_name)
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(f"{result.model} {result.version} on {csv_path}:")
+    click.echo(result.report.format_table())
+    click.echo(f"abstained on {result.abstained} (still scored)")
 
 
 def _command_line(command: str, task: str, csv_path: Path, **options: object) -> str:
