@@ -20,7 +20,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -42,7 +42,9 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _HASH_CHUNK = 1 << 20
 
 # The photo geometry a network was trained on; every view TTA may apply to a square input.
-TtaView = Literal["identity", "hflip", "vflip", "rot90", "rot180", "rot270", "transpose", "antitranspose"]
+TtaView = Literal["identity", "rot90", "rot180", "rot270", "hflip", "vflip", "transpose", "antitranspose"]
+# Every view: the eight symmetries of the square (the dihedral group), identity first.
+ALL_TTA_VIEWS: tuple[TtaView, ...] = get_args(TtaView)
 
 
 class _Strict(BaseModel):

@@ -57,6 +57,7 @@ from models.engine.stages import PostProcess, Predict, Prediction, PreProcess, R
 from models.engine.tta import apply_geometry
 from models.evaluation.metrics import accuracy, auroc
 from models.manifest import (
+    ALL_TTA_VIEWS,
     AbstentionPolicy,
     ArchitectureSpec,
     Calibration,
@@ -68,7 +69,6 @@ from models.manifest import (
     OutputSpec,
     TrainingData,
     TtaSpec,
-    TtaView,
     WeightsSpec,
 )
 from models.pipelines import model_stages
@@ -94,16 +94,7 @@ ABSTAIN_QUANTILE: Final = 0.99
 # … but a spread threshold never below this: views that agree within 5 probability points agree.
 MIN_SPREAD_THRESHOLD: Final = 0.05
 OOD_KINDS: Final = ("noise", "wall")
-_GEOMETRIES: Final[tuple[TtaView, ...]] = (
-    "identity",
-    "rot90",
-    "rot180",
-    "rot270",
-    "hflip",
-    "vflip",
-    "transpose",
-    "antitranspose",
-)
+_GEOMETRIES: Final = ALL_TTA_VIEWS
 IMAGENET: Final = Normalisation(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
 

@@ -23,22 +23,13 @@ from torch.nn import functional
 from models.engine.architectures import build_member
 from models.engine.tta import apply_geometry
 from models.evaluation import auroc, grouped_kfold
-from models.manifest import TtaView
+from models.manifest import ALL_TTA_VIEWS, TtaView
 from models.tumour.dataset import CLASSES, INPUT, MALIGNANT, TumourSample
 
 log = logging.getLogger("photomarker.tumour")
 
 ARCHITECTURE: Final = "mobilenet_v3_small"
-_GEOMETRIES: Final[tuple[TtaView, ...]] = (
-    "identity",
-    "rot90",
-    "rot180",
-    "rot270",
-    "hflip",
-    "vflip",
-    "transpose",
-    "antitranspose",
-)
+_GEOMETRIES: Final = ALL_TTA_VIEWS
 # The views averaged at test time (and in CV): the four 90° rotations.
 TTA_VIEWS: Final[tuple[TtaView, ...]] = ("identity", "rot90", "rot180", "rot270")
 Progress = Callable[[str], None]
@@ -64,7 +55,7 @@ def _normalise(x01: Tensor) -> Tensor:
 def augment(x01: Tensor, generator: torch.Generator) -> Tensor:
     """Ehime-style: dihedral + small rotation, random crop, brightness, saturation, blur."""
     n = x01.shape[0]
-    x01 = apply_geometry(x01, _GEOMETRIES[int(torch.randint(8, (1,), generator=generator))])
+    x01 = apply_geometry(x01, _GEOMETRIES[int(torch.randint(len(_GEOMETRIES), (1,), generator=generator))])
     # Rotation by ±20° and a crop keeping 80–100 % of the side, as one affine resample.
     angle = (torch.rand(n, generator=generator) - 0.5) * (2 * math.pi / 9)
     scale = 0.8 + 0.2 * torch.rand(n, generator=generator)
