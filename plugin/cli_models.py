@@ -8,30 +8,18 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from models.errors import PhotomarkerError, SettingsError
-from plugin.settings import Settings, load_settings
+from models.errors import PhotomarkerError
+from plugin.cli_context import settings_of
 
 if TYPE_CHECKING:
     from models.registry import ModelPackage, ModelRegistry
-
-
-def _settings(ctx: click.Context) -> Settings:
-    obj = ctx.find_object(dict)
-    if obj is not None and isinstance(obj.get("settings"), Settings):
-        return obj["settings"]  # type: ignore[no-any-return]
-    try:
-        return load_settings()
-    except SettingsError as error:
-        click.echo(f"photomarker: {error.message}", err=True)
-        ctx.exit(2)
-        raise AssertionError("unreachable") from None
 
 
 def _registry(ctx: click.Context) -> ModelRegistry:
     # Imported here: the registry brings torch, which every other command can do without.
     from models.registry import registry_for
 
-    return registry_for(_settings(ctx).model_dir)
+    return registry_for(settings_of(ctx).model_dir)
 
 
 def _fail(ctx: click.Context, error: PhotomarkerError) -> None:
@@ -152,7 +140,7 @@ def predict(ctx: click.Context, name: str, photos: tuple[Path, ...], heatmap_dir
     from models.intake import IntakeLimits, decode_photo
     from models.pipelines import build_model_pipeline, execution_for
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     options = EngineOptions.from_settings(settings)
     try:
         loaded = _registry(ctx).load(name)

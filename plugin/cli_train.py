@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import shlex
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import click
 
 from models.errors import PhotomarkerError
-from plugin.settings import Settings, load_settings
+from plugin.cli_context import settings_of
 
 if TYPE_CHECKING:
     from models.hb.dataset import Grouping
@@ -27,10 +28,16 @@ if TYPE_CHECKING:
 TASKS = ("hb", "tumour")
 
 
-def _settings(ctx: click.Context) -> Settings:
-    obj = ctx.find_root().obj
-    settings = obj.get("settings") if isinstance(obj, dict) else None
-    return settings if isinstance(settings, Settings) else load_settings()
+def _task_and_data(command: Callable[..., None]) -> Callable[..., None]:
+    """TASK and --data, the same on ``train`` and ``evaluate``."""
+    command = click.option(
+        "--data",
+        "csv_path",
+        required=True,
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="CSV in CP-AnemiC's (hb) or PAD-UFES-20's (tumour) layout, images beside it.",
+    )(command)
+    return click.argument("task", type=click.Choice(TASKS))(command)
 
 
 def _fail(ctx: click.Context, error: PhotomarkerError) -> None:
@@ -39,14 +46,7 @@ def _fail(ctx: click.Context, error: PhotomarkerError) -> None:
 
 
 @click.command("train")
-@click.argument("task", type=click.Choice(TASKS))
-@click.option(
-    "--data",
-    "csv_path",
-    required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="CSV in CP-AnemiC's (hb) or PAD-UFES-20's (tumour) layout, images beside it.",
-)
+@_task_and_data
 @click.option(
     "--cv",
     "folds",
@@ -181,14 +181,7 @@ def train(
 
 
 @click.command("evaluate")
-@click.argument("task", type=click.Choice(TASKS))
-@click.option(
-    "--data",
-    "csv_path",
-    required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="CSV in CP-AnemiC's (hb) or PAD-UFES-20's (tumour) layout, images beside it.",
-)
+@_task_and_data
 @click.option("--model", "model_name", help="Installed package to score [default: the one analyses use].")
 @click.option(
     "--grouping",
@@ -218,7 +211,7 @@ def evaluate(
     from models.hb.pipeline import ARCHITECTURE
     from models.registry import registry_for
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     registry = registry_for(settings.model_dir)
     try:
         if model_name is None:
@@ -305,7 +298,7 @@ def _evaluate_tumour(
     from models.registry import registry_for
     from models.tumour.evaluate import evaluate_tumour
 
-    registry = registry_for(_settings(ctx).model_dir)
+    registry = registry_for(settings_of(ctx).model_dir)
     try:
         if model_name is None:
             candidates = registry.for_task("skin-tumour")

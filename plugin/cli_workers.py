@@ -21,6 +21,7 @@ import click
 from flask import Flask
 
 from models.errors import PhotomarkerError
+from plugin.cli_context import settings_of
 from plugin.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -36,11 +37,6 @@ _CHATTY_LOGGERS = ("httpx", "httpcore")
 def _quiet_http_loggers() -> None:
     for name in _CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def _settings(ctx: click.Context) -> Settings:
-    settings: Settings = ctx.obj["settings"]
-    return settings
 
 
 def _queues(value: str) -> list[str]:
@@ -70,7 +66,7 @@ def _queues(value: str) -> list[str]:
 @click.pass_context
 def worker(ctx: click.Context, queues: str, concurrency: int, pool: str, hostname: str | None) -> None:
     """Run a Celery worker that analyses photos from the queues."""
-    run_worker(_settings(ctx), _queues(queues), concurrency=concurrency, pool=pool, hostname=hostname)
+    run_worker(settings_of(ctx), _queues(queues), concurrency=concurrency, pool=pool, hostname=hostname)
 
 
 def run_worker(
@@ -119,7 +115,7 @@ def beat(ctx: click.Context) -> None:
     from plugin.app import create_app
     from workers.celery_app import celery_for
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     celery_for(create_app(settings)).start(["beat", "--loglevel", settings.log_level])
 
@@ -135,7 +131,7 @@ def beat(ctx: click.Context) -> None:
 @click.pass_context
 def web(ctx: click.Context, host: str, port: int, processes: int, threads: int) -> None:
     """Run the web app (gunicorn when installed, else Werkzeug's threaded server)."""
-    serve_http(_settings(ctx), host=host, port=port, processes=processes, threads=threads)
+    serve_http(settings_of(ctx), host=host, port=port, processes=processes, threads=threads)
 
 
 @click.command("serve")
@@ -145,7 +141,7 @@ def web(ctx: click.Context, host: str, port: int, processes: int, threads: int) 
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int, concurrency: int) -> None:
     """Run everything on this machine: the web app and an embedded worker on the embedded queue."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     _recover_unfinished(settings)
     # A child process from a clean interpreter (not a fork of this one, and no multiprocessing
@@ -266,7 +262,7 @@ def tokens_create(ctx: click.Context, name: str) -> None:
     from plugin.api.tokens import ApiTokens
 
     try:
-        token = ApiTokens(_job_store(_settings(ctx))).create(name)
+        token = ApiTokens(_job_store(settings_of(ctx))).create(name)
     except PhotomarkerError as error:
         raise click.ClickException(error.message) from None
     click.echo(token)
@@ -279,7 +275,7 @@ def tokens_list(ctx: click.Context, as_json: bool) -> None:
     """List token names, when they were made and whether they are revoked (never the tokens)."""
     from plugin.api.tokens import ApiTokens
 
-    listed = ApiTokens(_job_store(_settings(ctx))).list_tokens()
+    listed = ApiTokens(_job_store(settings_of(ctx))).list_tokens()
     rows = [
         {"name": t.name, "created": _when(t.created_at), "revoked": _when(t.revoked_at), "active": t.active}
         for t in listed
@@ -299,7 +295,7 @@ def tokens_revoke(ctx: click.Context, name: str) -> None:
     """Revoke the token named NAME."""
     from plugin.api.tokens import ApiTokens
 
-    if not ApiTokens(_job_store(_settings(ctx))).revoke(name):
+    if not ApiTokens(_job_store(settings_of(ctx))).revoke(name):
         raise click.ClickException(f"no active token named {name!r}")
     click.echo(f"revoked {name}")
 
@@ -321,7 +317,7 @@ def jobs_list(ctx: click.Context, status: str | None, limit: int, as_json: bool)
     """The newest jobs, one line each."""
     from plugin.api.jobs import job_json
 
-    listed = _job_store(_settings(ctx)).list_jobs(status=cast("JobStatus | None", status), limit=limit)
+    listed = _job_store(settings_of(ctx)).list_jobs(status=cast("JobStatus | None", status), limit=limit)
     if as_json:
         click.echo(json.dumps([_summary(job_json(job)) for job in listed], indent=2))
         return
@@ -339,7 +335,7 @@ def jobs_show(ctx: click.Context, job_id: str) -> None:
     """One job in full (as the API shows it, plus who asked and which worker ran it)."""
     from plugin.api.jobs import job_json
 
-    job = _job_store(_settings(ctx)).get(job_id)
+    job = _job_store(settings_of(ctx)).get(job_id)
     if job is None:
         raise click.ClickException(f"no job {job_id}")
     shown = job_json(job) | {"requested_by": job.requested_by, "worker": job.worker, "batch": job.batch_owner}
@@ -354,7 +350,7 @@ def jobs_retry(ctx: click.Context, job_id: str) -> None:
     from plugin.app import create_app
     from workers.celery_app import celery_for, enqueue
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     store = _job_store(settings)
     job = store.requeue(job_id)
     if job is None:
