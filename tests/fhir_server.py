@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -22,9 +23,21 @@ def free_port() -> int:
         return port
 
 
+def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        nested = isinstance(merged.get(key), dict) and isinstance(value, dict)
+        merged[key] = _merged(merged[key], value) if nested else value
+    return merged
+
+
 @contextmanager
-def running_fhir_server(workdir: Path) -> Iterator[str]:
-    """Yield the base URL of a fresh, empty sekmet FHIR server bound to loopback only."""
+def running_fhir_server(workdir: Path, config_overrides: dict[str, Any] | None = None) -> Iterator[str]:
+    """Yield the base URL of a fresh, empty sekmet FHIR server bound to loopback only.
+
+    ``config_overrides`` is deep-merged into sekmet's settings (e.g. ``server_auth``,
+    ``subscriptions``); without it the server is the open one every other test uses.
+    """
     port = free_port()
     base_url = f"http://127.0.0.1:{port}/fhir"
     config = {
@@ -38,6 +51,7 @@ def running_fhir_server(workdir: Path) -> Iterator[str]:
         "validation": {"inbound": "strict"},
         "log_inbound": False,
     }
+    config = _merged(config, config_overrides or {})
     config_path = workdir / "settings.yaml"
     config_path.write_text(yaml.safe_dump(config))
     sekmet = Path(sys.executable).with_name("sekmet")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ QUEUES: tuple[PhotoKind, ...] = ("skin", "conjunctiva")
 DEFAULT_QUEUE: PhotoKind = "skin"
 ANALYSE_TASK = "photomarker.analyse_job"
 SWEEP_TASK = "photomarker.sweep_jobs"
+# The inbox's poll tick (workers.inbox.tasks), scheduled when the inbox is configured.
+INBOX_POLL_TASK = "photomarker.inbox_poll"
 EXTENSION = "photomarker"
 # One direct exchange; each queue is bound under its own name as routing key.
 EXCHANGE = "photomarker"
@@ -110,9 +113,20 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "beat_schedule": {
             "sweep-jobs": {"task": SWEEP_TASK, "schedule": SWEEP_EVERY_S, "options": {"expires": 50}},
+            **_inbox_schedule(settings),
         },
         "beat_schedule_filename": str(settings.data_dir / "beat-schedule"),
     }
+
+
+def _inbox_schedule(settings: Settings) -> dict[str, Any]:
+    """The inbox tick on beat's schedule when the inbox has a client id: a poll (unless polling is
+    off) and the follow-ups (retake requests) of inbox jobs that an ordinary message finished."""
+    if not settings.inbox_client_id:
+        return {}
+    interval = settings.inbox_poll_interval_s or SWEEP_EVERY_S
+    # A tick that waited past the next one is dropped: the next one covers the same ground.
+    return {"inbox-poll": {"task": INBOX_POLL_TASK, "schedule": interval, "options": {"expires": interval}}}
 
 
 @dataclass
@@ -218,3 +232,23 @@ def enqueue(celery_app: Celery, job: Job) -> None:
 def message_references(job: Job) -> Mapping[str, str | None]:
     """What a message carries besides the job id — never image bytes, never a token."""
     return {"fhir_base": job.fhir_base, "reference": job.reference, "credential": job.credential}
+
+
+_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def job_of_message(job_id: object, sent: Mapping[str, str | None]) -> Job | None:
+    """The stored job a task message names, or None (logged) for a malformed or unknown id.
+
+    The job store is the truth: when the message's references differ from it, the store's win.
+    """
+    if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+        log.warning("ignoring a message with a malformed job id")
+        return None
+    job = services().jobs.get(job_id)
+    if job is None:
+        log.warning("ignoring a message for unknown job %s", job_id)
+        return None
+    if dict(sent) != dict(message_references(job)):
+        log.warning("job %s: the message's references differ from the job store's; using the store's", job_id)
+    return job

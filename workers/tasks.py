@@ -9,7 +9,6 @@ message can never point a worker at another server.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from celery import Task, shared_task
@@ -18,12 +17,10 @@ from models.engine.options import EngineOptions
 from models.pipelines import ANALYSES_BY_KIND, installed_pipeline
 from plugin.settings import Settings
 from workers.batching import run_batch
-from workers.celery_app import ANALYSE_TASK, SWEEP_TASK, celery_for, enqueue, message_references, services
+from workers.celery_app import ANALYSE_TASK, SWEEP_TASK, celery_for, enqueue, job_of_message, services
 from workers.jobs import JobStore
 
 log = logging.getLogger(__name__)
-
-_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 @shared_task(  # type: ignore[untyped-decorator]
@@ -44,18 +41,10 @@ def analyse_job(
     credential: str | None = None,
 ) -> dict[str, int]:
     """Analyse the batch that the message for ``job_id`` owns and write its results back."""
-    if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
-        log.warning("ignoring a message with a malformed job id")
-        return {"done": 0, "failed": 0}
-    svc = services()
-    job = svc.jobs.get(job_id)
-    if job is None:
-        log.warning("ignoring a message for unknown job %s", job_id)
-        return {"done": 0, "failed": 0}
     sent = {"fhir_base": fhir_base, "reference": reference, "credential": credential}
-    if sent != dict(message_references(job)):
-        log.warning("job %s: the message's references differ from the job store's; using the store's", job_id)
-    outcome = run_batch(svc, job_id)
+    if job_of_message(job_id, sent) is None:
+        return {"done": 0, "failed": 0}
+    outcome = run_batch(services(), job_id)
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in, max_retries=None)
     return {"done": len(outcome.done), "failed": len(outcome.failed)}
