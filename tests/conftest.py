@@ -11,6 +11,11 @@ import pytest
 
 from tests.fhir_server import running_fhir_server
 
+# The browser fixtures, registered once: one Playwright (and one chromium) per session. Imported
+# into two conftests they were two session fixtures, and a second sync Playwright cannot start
+# while the first is running.
+pytest_plugins = ("tests.browser",)
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 

@@ -18,7 +18,6 @@ from audit.store import AuditStore
 from audit.users import AuditorUsers
 from plugin.app import create_app
 from plugin.settings import load_settings
-from tests.browser import browser_page, chromium  # noqa: F401  (fixtures for the browser tests)
 from workers.celery_app import services
 
 AUDITOR = "ana.auditor"

@@ -1,0 +1,217 @@
+"""Observations → what the result panel shows, generically by Photomarker code.
+
+Whatever result types exist today (the Hb estimate, the photo quality, "not performed") or arrive
+with the skin models (TIS, condition probabilities, tumour), each Observation is read by its code
+in Photomarker's code system; an unknown code still shows its text and value. The reader is
+lenient (any ``…/CodeSystem/photomarker`` system, so results written under another canonical base
+show too) and never trusts a field to be present.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from fhir_mappings import codes
+
+# The heat map that explains a result (see fhir_mappings.observations).
+SUPPORTING_INFO = codes.EXT_SUPPORTING_INFO
+TREND_CODES = {"tis": "Three Item Severity (0–9)", "hb-estimate-conjunctiva-photo": "Haemoglobin (g/dL)"}
+_REFERENCE = re.compile(r"(?:^|/)((?:Media|DocumentReference)/[A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
+_MODEL = re.compile(r"^AI analysis of a photograph by (.+)$")
+
+
+@dataclass
+class Bar:
+    label: str
+    probability: float
+
+
+@dataclass
+class ResultView:
+    """One result, ready for the template."""
+
+    code: str
+    title: str
+    status: str
+    headline: str | None = None
+    interpretation: list[str] = field(default_factory=list)
+    flag: str | None = None  # "Low" / "Normal" (v3 interpretation), shown as a word and a symbol
+    items: list[tuple[str, str]] = field(default_factory=list)  # sub-scores, interval, checks
+    bars: list[Bar] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    model: str | None = None
+    reference_only: bool = False
+    abstained: bool = False
+    abstention: str | None = None  # the model's own words on why it declined
+    not_performed: bool = False
+    retake: bool = False
+    body_site: str | None = None
+    effective: datetime | None = None
+    photo: str | None = None  # "Media/1" it was derived from
+    link: str | None = None  # "Observation/7" when saved in the EHR
+    heatmap: str | None = None  # "Media/9" (saved) or "urn:uuid:…" (in an unsaved bundle)
+
+
+def photomarker_code(observation: dict[str, Any]) -> str | None:
+    """The Observation's code in Photomarker's own code system, if it has one."""
+    code = observation.get("code")
+    for coding in code.get("coding", []) if isinstance(code, dict) else []:
+        if (
+            isinstance(coding, dict)
+            and str(coding.get("system", "")).endswith("/CodeSystem/photomarker")
+            and isinstance(coding.get("code"), str)
+        ):
+            return str(coding["code"])
+    return None
+
+
+def derived_from(observation: dict[str, Any]) -> str | None:
+    for ref in observation.get("derivedFrom") or []:
+        match = _REFERENCE.search(str(ref.get("reference", ""))) if isinstance(ref, dict) else None
+        if match:
+            return match.group(1)
+    return None
+
+
+def effective(observation: dict[str, Any]) -> datetime | None:
+    for name in ("effectiveDateTime", "issued"):
+        value = observation.get(name)
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+    return None
+
+
+def result_view(observation: dict[str, Any], *, link: str | None = None) -> ResultView | None:
+    """The panel for one Photomarker Observation; None for anything else."""
+    code = photomarker_code(observation)
+    if code is None:
+        return None
+    text = _text(observation.get("code"))
+    view = ResultView(
+        code=code,
+        title=codes.LOCAL_CONCEPTS.get(code, (text or code, ""))[0],
+        status=str(observation.get("status", "")),
+        effective=effective(observation),
+        photo=derived_from(observation),
+        link=link,
+        body_site=_text(observation.get("bodySite")),
+    )
+    notes = [
+        str(n.get("text")) for n in observation.get("note") or [] if isinstance(n, dict) and n.get("text")
+    ]
+    view.reference_only = any(codes.REFERENCE_ONLY_TEXT in note for note in notes)
+    view.notes = [note for note in notes if codes.REFERENCE_ONLY_TEXT not in note]
+    method = _text(observation.get("method"))
+    model = _MODEL.match(method or "")
+    view.model = model.group(1) if model else method
+    for interpretation in observation.get("interpretation") or []:
+        shown = _text(interpretation)
+        codings = interpretation.get("coding", []) if isinstance(interpretation, dict) else []
+        if any(isinstance(c, dict) and c.get("code") == "model-abstained" for c in codings):
+            # Said once, prominently, with the model's reason; not again as a plain line.
+            view.abstained, view.abstention = True, (shown or "").removeprefix("No conclusion: ") or None
+            continue
+        if shown:
+            view.interpretation.append(shown)
+        for coding in codings:
+            if isinstance(coding, dict) and coding.get("system") == codes.V3_INTERPRETATION:
+                view.flag = {"L": "Low", "N": "Normal", "H": "High"}.get(str(coding.get("code")))
+    if view.abstained:
+        view.notes = [note for note in view.notes if not note.startswith("The model abstained")]
+    for reference in observation.get("referenceRange") or []:
+        if isinstance(reference, dict) and isinstance(reference.get("text"), str):
+            view.items.append(("Reference", reference["text"]))
+    if observation.get("dataAbsentReason") is not None or view.status == "cancelled":
+        view.not_performed = True
+        return view
+    view.heatmap = _heatmap(observation)
+    _value(observation, view)
+    for component in observation.get("component") or []:
+        if isinstance(component, dict):
+            _component(component, view)
+    return view
+
+
+def _value(observation: dict[str, Any], view: ResultView) -> None:
+    if isinstance(observation.get("valueInteger"), int):
+        total = observation["valueInteger"]
+        view.headline = f"{total} of 9" if view.code == "tis" else str(total)
+    elif isinstance(observation.get("valueQuantity"), dict):
+        view.headline = _quantity(observation["valueQuantity"])
+    elif isinstance(observation.get("valueCodeableConcept"), dict):
+        concept = observation["valueCodeableConcept"]
+        view.headline = _text(concept)
+        view.retake = any(
+            isinstance(c, dict) and c.get("code") == "photo-quality-retake" for c in concept.get("coding", [])
+        )
+
+
+def _component(component: dict[str, Any], view: ResultView) -> None:
+    label = _text(component.get("code")) or "Component"
+    quantity = component.get("valueQuantity")
+    if view.code != "photo-quality" and isinstance(quantity, dict) and quantity.get("code") == "1":
+        # A probability (UCUM "1", 0–1) of a class: whichever classifier wrote it, a bar.
+        value = quantity.get("value")
+        if isinstance(value, int | float) and 0.0 <= value <= 1.0:
+            view.bars.append(Bar(label, float(value)))
+            return
+    if isinstance(component.get("valueInteger"), int):
+        view.items.append(
+            (
+                label,
+                f"{component['valueInteger']} of 3" if view.code == "tis" else str(component["valueInteger"]),
+            )
+        )
+    elif isinstance(component.get("valueRange"), dict):
+        low, high = component["valueRange"].get("low"), component["valueRange"].get("high")
+        if isinstance(low, dict) and isinstance(high, dict):
+            view.items.append((label, f"{_quantity(low, unit=False)}–{_quantity(high)}"))
+    elif isinstance(quantity, dict):
+        verdict = "; ".join(filter(None, (_text(i) for i in component.get("interpretation") or [])))
+        view.items.append((label, _quantity(quantity) + (f" — {verdict}" if verdict else "")))
+
+
+def _heatmap(observation: dict[str, Any]) -> str | None:
+    for extension in observation.get("extension") or []:
+        if isinstance(extension, dict) and extension.get("url") == SUPPORTING_INFO:
+            reference = (extension.get("valueReference") or {}).get("reference")
+            if isinstance(reference, str):
+                return reference
+    return None
+
+
+def _quantity(quantity: dict[str, Any], *, unit: bool = True) -> str:
+    value = quantity.get("value")
+    shown = f"{value:g}" if isinstance(value, int | float) else "?"
+    symbol = str(quantity.get("unit") or quantity.get("code") or "")
+    if symbol.startswith("{") and symbol.endswith("}"):
+        symbol = symbol[1:-1]  # a UCUM annotation such as {px}: the word is the unit
+    if not unit or not symbol or symbol == "1":
+        return shown
+    return f"{shown} {symbol}"
+
+
+def _text(concept: Any) -> str | None:
+    if not isinstance(concept, dict):
+        return None
+    if isinstance(concept.get("text"), str) and concept["text"]:
+        return str(concept["text"])
+    for coding in concept.get("coding", []):
+        if isinstance(coding, dict) and coding.get("display"):
+            return str(coding["display"])
+    for coding in concept.get("coding", []):
+        if isinstance(coding, dict) and coding.get("code"):
+            return str(coding["code"])
+    return None
+
+
+def sort_key(view: ResultView) -> tuple[int, str]:
+    """Model results first, then the photo's quality, then what was not performed."""
+    rank = 2 if view.not_performed else 1 if view.code == "photo-quality" else 0
+    return rank, view.code

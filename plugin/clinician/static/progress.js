@@ -1,0 +1,21 @@
+// Live progress of an analysis: poll the app's status endpoint, update the words, reload when done.
+(function () {
+  "use strict";
+  var section = document.getElementById("progress");
+  var url = section && section.getAttribute("data-status-url");
+  if (!url) { return; }
+  function poll() {
+    fetch(url, { credentials: "same-origin", cache: "no-store" })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (state) {
+        if (!state) { setTimeout(poll, 3000); return; }
+        state.jobs.forEach(function (job) {
+          var item = section.querySelector('li[data-job="' + job.id + '"] .status');
+          if (item && item.textContent !== job.label) { item.textContent = job.label; }
+        });
+        if (state.finished) { window.location.reload(); } else { setTimeout(poll, 1000); }
+      })
+      .catch(function () { setTimeout(poll, 3000); });
+  }
+  setTimeout(poll, 500);
+})();

@@ -1,0 +1,461 @@
+"""The patient view at ``/clinician/<launch>/``: photos, earlier results, trend, Analyse, results.
+
+Every page needs the launch's id in its URL *and* the browser cookie of the launch, so one browser
+can hold launches for several patients side by side (tabs) without ever mixing them up. Analyse
+creates jobs exactly as the jobs API does (``workers.jobs.NewJob``, an encrypted credential, a
+references-only message); with write scopes the workers read the photo and write the results
+with the clinician's own token, without them the photo travels inline in the job and the result
+Bundle is kept in the job store and shown, not saved.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+import secrets
+import time
+import uuid
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, redirect, render_template, request, url_for
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
+
+from audit.record import AuditAction, AuditOutcome
+from fhir_mappings import codes
+from models.errors import (
+    InternalError,
+    InvalidRequest,
+    NotFound,
+    PhotomarkerError,
+    QueueUnavailable,
+    SubjectMismatch,
+)
+from plugin.clinician import photos as photo_io
+from plugin.clinician.charts import TrendPoint, bars_svg, trend_svg
+from plugin.clinician.context import ClinicianContext, load_context
+from plugin.clinician.headers import page_headers
+from plugin.clinician.pages import error_page
+from plugin.clinician.results import TREND_CODES, ResultView, result_view, sort_key
+from plugin.clinician.style import style_css
+from plugin.smart import session
+from plugin.smart.store import Launch, Run
+from workers.celery_app import celery_for, enqueue, queue_for, services
+from workers.fetch import photo_bytes
+from workers.fhir_client import FhirClient
+from workers.jobs import Job, NewJob, job_audit_record
+
+log = logging.getLogger(__name__)
+
+clinician = Blueprint(
+    "clinician",
+    __name__,
+    url_prefix="/clinician",
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+
+# Most photos one click may analyse, and most runs a launch remembers.
+MAX_PHOTOS_PER_RUN = 20
+MAX_RUNS = 30
+_RUN_ID = re.compile(r"^[A-Za-z0-9_\-]{8,32}$")
+_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+_FHIR_ID = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9\-.]{1,64}$")
+_STATUS_WORDS = {"queued": "Waiting", "running": "Analysing", "done": "Finished", "failed": "Failed"}
+
+
+# --- every request ---------------------------------------------------------------------------------
+
+
+@clinician.before_request
+def _load_launch() -> None:
+    if request.endpoint == "clinician.static":
+        return
+    launch_id = (request.view_args or {}).get("launch_id", "")
+    g.clinician = load_context(str(launch_id), services().settings)
+    if request.method == "POST":
+        session.check_csrf(g.clinician.launch.csrf)
+
+
+@clinician.teardown_request
+def _close_client(_exc: BaseException | None) -> None:
+    client = g.pop("fhir_client", None)
+    if client is not None:
+        client.close()
+
+
+@clinician.after_request
+def _headers(response: Response) -> Response:
+    return page_headers(response)
+
+
+@clinician.context_processor
+def _helpers() -> dict[str, Any]:
+    context: ClinicianContext | None = g.get("clinician")
+    return {
+        "csrf_field": session.CSRF_FIELD,
+        "csrf_token": context.launch.csrf if context else "",
+        "launch_id": context.launch_id if context else None,
+        "status_word": lambda status: _STATUS_WORDS.get(status, status),
+        "reference_only_text": codes.REFERENCE_ONLY_TEXT,
+    }
+
+
+@clinician.errorhandler(PhotomarkerError)
+def _refused(error: PhotomarkerError) -> tuple[str, int]:
+    context: ClinicianContext | None = g.get("clinician")
+    session.audit(
+        "clinician.refused",
+        outcome=AuditOutcome.MINOR_FAILURE,
+        reason=f"{error.code}: {error.message}",
+        who=context.who if context else None,
+        patient=context.launch.patient if context else None,
+    )
+    return error_page(error, launch_id=context.launch_id if context else None)
+
+
+@clinician.errorhandler(HTTPException)
+def _http_refusal(exc: HTTPException) -> tuple[str, int]:
+    if (exc.code or 500) == 404:
+        return _refused(NotFound("no such page"))
+    if (exc.code or 500) < 500:
+        return _refused(InvalidRequest(exc.description or "bad request"))
+    return _unexpected(exc)
+
+
+@clinician.errorhandler(Exception)
+def _unexpected(exc: Exception) -> tuple[str, int]:
+    log.exception("unexpected error on a clinician page")
+    return _refused(InternalError("unexpected error; it has been logged"))
+
+
+def _context() -> ClinicianContext:
+    context: ClinicianContext = g.clinician
+    return context
+
+
+def _fhir() -> FhirClient:
+    client: FhirClient | None = g.get("fhir_client")
+    if client is None:
+        client = _context().fhir()
+        g.fhir_client = client
+    return client
+
+
+# --- the patient view ---------------------------------------------------------------------------
+
+
+@clinician.get("/<launch_id>/")
+def patient_view(launch_id: str) -> tuple[str, int]:
+    context = _context()
+    client = _fhir()
+    patient = client.read(context.patient) if context.launch.need_patient_banner else None
+    cards = photo_io.list_photos(context, client)
+    earlier = _earlier_results(context, client)
+    by_photo: dict[str, list[ResultView]] = {}
+    for view in earlier:
+        if view.photo and not view.not_performed:
+            by_photo.setdefault(view.photo, []).append(view)
+    for card in cards:
+        card.earlier = sorted(by_photo.get(card.reference, []), key=sort_key)
+    session.audit(
+        "clinician.patient-view",
+        action=AuditAction.READ,
+        subtype="search-type",
+        who=context.who,
+        patient=context.patient,
+        entities=tuple(card.reference for card in cards),
+    )
+    return render_template(
+        "clinician/patient.html",
+        context=context,
+        banner=_banner(patient) if patient else None,
+        cards=cards,
+        trends=_trends(earlier),
+        max_photos=MAX_PHOTOS_PER_RUN,
+    ), 200
+
+
+def _earlier_results(context: ClinicianContext, client: FhirClient) -> list[ResultView]:
+    system = codes.local_system(context.settings.canonical)
+    wanted = ",".join(f"{system}|{code}" for code in codes.ANALYSIS_CODES.values())
+    bundle = client.search("Observation", {"subject": context.patient, "code": wanted, "_count": "200"})
+    views = []
+    for entry in bundle.get("entry") or []:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict) or resource.get("resourceType") != "Observation":
+            continue
+        if resource.get("status") == "entered-in-error":
+            continue
+        view = result_view(resource, link=f"Observation/{resource.get('id')}")
+        if view is not None:
+            views.append(view)
+    return views
+
+
+def _trends(views: list[ResultView]) -> list[dict[str, Any]]:
+    trends = []
+    for code, title in TREND_CODES.items():
+        points = []
+        for view in views:
+            if view.code != code or view.not_performed or view.effective is None or view.headline is None:
+                continue
+            number = re.match(r"^-?\d+(?:\.\d+)?", view.headline)
+            if number is None:
+                continue
+            points.append(TrendPoint(view.effective, float(number.group(0)), view.headline, view.link))
+        points.sort(key=lambda p: p.when.timestamp())
+        low, high = (0.0, 9.0) if code == "tis" else (6.0, 16.0)
+        trends.append(
+            {
+                "title": title,
+                "points": points,
+                "svg": trend_svg(title, points, low=low, high=high, chart_id=f"trend-{code}"),
+            }
+        )
+    return trends
+
+
+def _banner(patient: dict[str, Any]) -> dict[str, str | None]:
+    names = patient.get("name") or []
+    name = names[0] if names and isinstance(names[0], dict) else {}
+    shown = (
+        name.get("text")
+        or " ".join([*(str(g) for g in name.get("given") or []), str(name.get("family") or "")]).strip()
+    )
+    identifiers = [i for i in patient.get("identifier") or [] if isinstance(i, dict) and i.get("value")]
+    return {
+        "name": shown or "Name not recorded",
+        "birth_date": patient.get("birthDate"),
+        "gender": patient.get("gender"),
+        "identifier": str(identifiers[0]["value"]) if identifiers else None,
+    }
+
+
+# --- images --------------------------------------------------------------------------------------
+
+
+@clinician.get("/<launch_id>/photos/<resource_type>/<resource_id>/image")
+def photo_image(launch_id: str, resource_type: str, resource_id: str) -> Response:
+    context = _context()
+    client = _fhir()
+    _, photo = photo_io.fetch_photo(f"{resource_type}/{resource_id}", context, client)
+    image = photo_io.image_for_browser(photo, context, client, request.args.get("size", "thumb"))
+    return Response(image, mimetype="image/jpeg")
+
+
+@clinician.get("/<launch_id>/runs/<run_id>/heatmaps/<job_id>/<int:index>")
+def unsaved_heatmap(launch_id: str, run_id: str, job_id: str, index: int) -> Response:
+    """A heat map of a result that was shown but not saved (it lives in the job's Bundle only)."""
+    context = _context()
+    job = _run_jobs(context, run_id).get(job_id)
+    entries = (job.result_bundle or {}).get("entry") if job else None
+    if not isinstance(entries, list) or not 0 <= index < len(entries):
+        raise NotFound("no such heat map")
+    resource = entries[index].get("resource") or {}
+    if resource.get("resourceType") != "Media":
+        raise NotFound("no such heat map")
+    try:
+        data = base64.b64decode(resource["content"]["data"], validate=True)
+    except (KeyError, TypeError, binascii.Error):
+        raise NotFound("no such heat map") from None
+    return Response(photo_io.reencode(data, context.settings, "large"), mimetype="image/jpeg")
+
+
+# --- analysing ---------------------------------------------------------------------------------------
+
+
+@clinician.post("/<launch_id>/analyse")
+def analyse(launch_id: str) -> BaseResponse:
+    context = _context()
+    only = request.form.get("only")
+    chosen = [only] if only else request.form.getlist("photo")
+    references = list(dict.fromkeys(photo_io.checked_reference(ref) for ref in chosen))
+    if not references:
+        raise InvalidRequest("choose at least one photo to analyse")
+    if len(references) > MAX_PHOTOS_PER_RUN:
+        raise InvalidRequest(f"choose at most {MAX_PHOTOS_PER_RUN} photos at a time")
+    client = _fhir()
+    # Every photo is checked (the launch patient's, readable) before any job exists.
+    checked = [(ref, *photo_io.fetch_photo(ref, context, client)) for ref in references]
+    saved = context.can_save
+    jobs = [_submit(context, client, ref, resource, photo, saved=saved) for ref, resource, photo in checked]
+    run_id = secrets.token_urlsafe(12)
+    run = Run(jobs=[job.id for job in jobs], photos=references, saved=saved, created_at=time.time())
+
+    def remember(launch: Launch) -> None:
+        launch.runs[run_id] = run
+        for old in sorted(launch.runs, key=lambda key: launch.runs[key].created_at)[:-MAX_RUNS]:
+            del launch.runs[old]
+
+    context.update(remember)
+    return redirect(url_for(".run_view", launch_id=launch_id, run_id=run_id), 303)
+
+
+def _submit(
+    context: ClinicianContext,
+    client: FhirClient,
+    reference: str,
+    resource: dict[str, Any],
+    photo: Any,
+    *,
+    saved: bool,
+) -> Job:
+    svc = services()
+    if saved:
+        # The worker reads the photo and writes the results as this clinician; the message
+        # carries only the handle of the encrypted token.
+        new = NewJob(
+            id=uuid.uuid4().hex,
+            queue=queue_for(photo.kind_hint),
+            kind="auto",
+            requested_by=context.who,
+            fhir_base=context.launch.iss,
+            reference=reference,
+            credential=svc.credentials.put(context.launch.access_token or ""),
+            patient=context.patient,
+        )
+    else:
+        # No write permission: the photo goes into the job itself and nothing is sent back.
+        data = photo_bytes(photo, client, max_bytes=context.settings.max_photo_bytes)
+        inline = photo_io.inline_copy(resource, photo, data)
+        new = NewJob(
+            id=uuid.uuid4().hex,
+            queue=queue_for(photo.kind_hint),
+            kind="auto",
+            requested_by=context.who,
+            resource=json.dumps(inline, separators=(",", ":")),
+            patient=context.patient,
+        )
+    job = svc.jobs.create(new)
+    svc.audit(job_audit_record(job, "requested", AuditOutcome.SUCCESS, source_ip=request.remote_addr))
+    try:
+        enqueue(celery_for(), job)
+    except Exception as exc:  # whatever the transport raises, the clinician gets a clear page
+        log.warning("could not queue job %s (%s)", job.id, type(exc).__name__)
+        error = QueueUnavailable("the analysis could not be queued; try again in a minute")
+        if svc.jobs.fail(job.id, code=error.code, message=error.message):
+            svc.audit(job_audit_record(job, "failed", AuditOutcome.SERIOUS_FAILURE, reason=error.code))
+        raise error from None
+    return job
+
+
+def _run(context: ClinicianContext, run_id: str) -> Run:
+    run = context.launch.runs.get(run_id) if _RUN_ID.match(run_id) else None
+    if run is None:
+        raise NotFound("no such analysis in this session")
+    return run
+
+
+def _run_jobs(context: ClinicianContext, run_id: str) -> dict[str, Job]:
+    run = _run(context, run_id)
+    found: dict[str, Job] = {}
+    for job_id in run.jobs:
+        job = services().jobs.get(job_id)
+        # A job of this run is this patient's by construction; checked again all the same.
+        if job is not None and job.patient == context.patient:
+            found[job_id] = job
+    return found
+
+
+@clinician.get("/<launch_id>/runs/<run_id>/status.json")
+def run_status(launch_id: str, run_id: str) -> Response:
+    context = _context()
+    run = _run(context, run_id)
+    jobs = _run_jobs(context, run_id)
+    shown = [
+        {"id": job_id, "photo": photo, "status": jobs[job_id].status if job_id in jobs else "failed"}
+        for job_id, photo in zip(run.jobs, run.photos, strict=True)
+    ]
+    for item in shown:
+        item["label"] = _STATUS_WORDS.get(str(item["status"]), str(item["status"]))
+    finished = all(item["status"] in ("done", "failed") for item in shown)
+    return jsonify({"finished": finished, "jobs": shown})
+
+
+@clinician.get("/<launch_id>/runs/<run_id>")
+def run_view(launch_id: str, run_id: str) -> tuple[str, int]:
+    context = _context()
+    run = _run(context, run_id)
+    jobs = _run_jobs(context, run_id)
+    panels = []
+    for job_id, photo in zip(run.jobs, run.photos, strict=True):
+        job = jobs.get(job_id)
+        panel: dict[str, Any] = {"job_id": job_id, "photo": photo, "job": job, "results": []}
+        if job is not None and job.status == "done":
+            panel["results"] = _job_results(context, run_id, job, saved=run.saved)
+        panels.append(panel)
+    finished = all(p["job"] is None or p["job"].finished for p in panels)
+    return render_template(
+        "clinician/run.html", context=context, run=run, run_id=run_id, panels=panels, finished=finished
+    ), 200
+
+
+def _job_results(context: ClinicianContext, run_id: str, job: Job, *, saved: bool) -> list[dict[str, Any]]:
+    views: list[ResultView] = []
+    heatmap_urls: dict[str, str] = {}
+    if saved:
+        client = _fhir()
+        for reference in job.written:
+            if reference.startswith("Observation/"):
+                view = result_view(client.read(reference), link=reference)
+                if view is not None:
+                    views.append(view)
+    else:
+        entries = (job.result_bundle or {}).get("entry") or []
+        for index, entry in enumerate(entries):
+            resource = entry.get("resource") or {}
+            if resource.get("resourceType") == "Media" and entry.get("fullUrl"):
+                heatmap_urls[entry["fullUrl"]] = url_for(
+                    ".unsaved_heatmap", launch_id=context.launch_id, run_id=run_id, job_id=job.id, index=index
+                )
+            elif resource.get("resourceType") == "Observation":
+                view = result_view(resource)
+                if view is not None:
+                    views.append(view)
+    shown = []
+    for number, view in enumerate(sorted(views, key=sort_key)):
+        heatmap = None
+        if view.heatmap and view.heatmap in heatmap_urls:
+            heatmap = heatmap_urls[view.heatmap]
+        elif view.heatmap and view.heatmap.startswith("Media/"):
+            heatmap = url_for(
+                ".photo_image",
+                launch_id=context.launch_id,
+                resource_type="Media",
+                resource_id=view.heatmap.split("/", 1)[1],
+                size="large",
+            )
+        bars = bars_svg(
+            view.title, [(b.label, b.probability) for b in view.bars], chart_id=f"bars-{job.id}-{number}"
+        )
+        shown.append({"view": view, "heatmap": heatmap, "bars": bars})
+    return shown
+
+
+# --- a resource, for the links to what was written ------------------------------------------------
+
+
+@clinician.get("/<launch_id>/resources/Observation/<resource_id>")
+def observation_json(launch_id: str, resource_id: str) -> tuple[str, int]:
+    context = _context()
+    if not _FHIR_ID.match(resource_id):
+        raise NotFound("no such Observation")
+    resource = _fhir().read(f"Observation/{resource_id}")
+    subject = (resource.get("subject") or {}).get("reference")
+    if subject != context.patient:
+        raise SubjectMismatch("that Observation belongs to another patient than the one in context")
+    text = json.dumps(resource, indent=2, ensure_ascii=False)
+    return render_template(
+        "clinician/resource.html", context=context, reference=f"Observation/{resource_id}", text=text
+    ), 200
+
+
+@clinician.get("/<launch_id>/style.css")
+def ehr_style(launch_id: str) -> Response:
+    """The EHR's smart_style_url colours and fonts as CSS variables (empty when it gave none)."""
+    return Response(style_css(_context()), mimetype="text/css")

@@ -1,0 +1,127 @@
+"""Every result type renders, generically by its code: the skin results the models will bring too.
+
+The Observations come from the real builders in ``fhir_mappings.observations``, so the panel
+reads exactly what the workers write; the HTML is the real macro of the result panel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import render_template_string
+
+from fhir_mappings import codes
+from fhir_mappings.observations import (
+    build_condition_observation,
+    build_hb_observation,
+    build_not_performed_observation,
+    build_quality_observation,
+    build_tis_observation,
+    build_tumour_observation,
+)
+from models.results import (
+    AnalysisNotPerformed,
+    ClassProbability,
+    Concept,
+    ConditionProbabilities,
+    HbEstimate,
+    PatientFacts,
+    TisScore,
+    TumourAssessment,
+)
+from plugin.app import create_app
+from plugin.clinician.charts import bars_svg
+from plugin.clinician.results import result_view
+from plugin.settings import load_settings
+from tests.fhir_validation import sample_context, sample_model, sample_quality
+
+SNOMED = "http://snomed.info/sct"
+AD = Concept("24079001", "Atopic dermatitis", SNOMED)
+IMPETIGO = Concept("48277006", "Impetigo", SNOMED)
+BCC = Concept("254701007", "Basal cell carcinoma of skin", SNOMED)
+_PANEL = (
+    "{% from 'clinician/_result.html' import result_panel with context %}{{ result_panel(item, 'launch') }}"
+)
+
+
+def _render(tmp_path: Path, observation: dict[str, Any]) -> str:
+    app = create_app(load_settings(data_dir=tmp_path / "data"))
+    view = result_view(observation)
+    assert view is not None
+    bars = bars_svg(view.title, [(b.label, b.probability) for b in view.bars], chart_id="bars")
+    with app.test_request_context("/"):
+        return render_template_string(
+            _PANEL,
+            item={"view": view, "heatmap": None, "bars": bars},
+            reference_only_text=codes.REFERENCE_ONLY_TEXT,
+        )
+
+
+def test_tis_shows_total_band_and_sub_scores(tmp_path: Path) -> None:
+    obs = build_tis_observation(TisScore(2, 2, 1), sample_model(), sample_context())
+    html = _render(tmp_path, obs)
+    assert "TIS <strong>5 of 9</strong>" in html and "Moderate (TIS 3–5)" in html
+    for item in ("Erythema (TIS item)</th><td>2 of 3", "Excoriation (TIS item)</th><td>1 of 3"):
+        assert item in html
+
+
+def test_condition_probabilities_are_bars_with_numbers_as_text(tmp_path: Path) -> None:
+    panel = ConditionProbabilities((ClassProbability(AD, 0.82), ClassProbability(IMPETIGO, 0.18)))
+    html = _render(tmp_path, build_condition_observation(panel, sample_model(), sample_context()))
+    assert "<svg" in html and 'role="img"' in html
+    assert "Atopic dermatitis 82 %" in html and "Impetigo 18 %" in html  # the caption, for every reader
+    assert "Most likely: Atopic dermatitis" in html
+
+
+def test_tumour_assessment_and_a_reference_model(tmp_path: Path) -> None:
+    assessment = TumourAssessment(0.31, (ClassProbability(BCC, 0.31),))
+    model = sample_model(reference_only=True)
+    html = _render(tmp_path, build_tumour_observation(assessment, model, sample_context()))
+    assert "<strong>0.31</strong>" in html and "Basal cell carcinoma of skin 31 %" in html
+    assert codes.REFERENCE_ONLY_TEXT in html and "Atopiyo TIS heads 1.2.0" in html
+    assert "Not saved to the record." in html
+
+
+def test_hb_with_interval_and_anaemia_flag(tmp_path: Path) -> None:
+    facts = PatientFacts(age_months=30 * 12, sex="female")
+    obs = build_hb_observation(
+        HbEstimate(10.1, 8.9, 11.4), sample_model(), sample_context(patient_facts=facts)
+    )
+    html = _render(tmp_path, obs)
+    assert "<strong>10.1 g/dL</strong>" in html and "8.9–11.4 g/dL" in html
+    assert "▼ Low — anaemia range" in html and "Below the WHO anaemia cut-off" in html
+
+
+def test_quality_retake_advice_and_not_performed(tmp_path: Path) -> None:
+    html = _render(tmp_path, build_quality_observation(sample_quality(acceptable=False), sample_context()))
+    assert "Retake the photo" in html and "Hold the phone still." in html
+    item = AnalysisNotPerformed(analysis="tis", reason="No skin model is installed for this analysis.")
+    html = _render(tmp_path, build_not_performed_observation(item, sample_context()))
+    assert "Not performed." in html and "No skin model is installed" in html
+
+
+def test_an_unknown_photomarker_code_still_shows(tmp_path: Path) -> None:
+    obs = {
+        "resourceType": "Observation",
+        "status": "preliminary",
+        "code": {
+            "coding": [{"system": "https://x.example/CodeSystem/photomarker", "code": "future-score"}],
+            "text": "Future score (AI)",
+        },
+        "valueQuantity": {"value": 3.5, "unit": "points"},
+        "component": [
+            {
+                "code": {"text": "Psoriasis"},
+                "valueQuantity": {
+                    "value": 0.64,
+                    "unit": "1",
+                    "system": "http://unitsofmeasure.org",
+                    "code": "1",
+                },
+            }
+        ],
+    }
+    html = _render(tmp_path, obs)
+    assert "Future score (AI)" in html and "3.5 points" in html
+    assert "<svg" in html and "Psoriasis 64 %" in html  # any classifier's probabilities become bars
