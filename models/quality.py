@@ -47,6 +47,10 @@ ADVICE_CONTENT: Final[dict[PhotoKind | None, str]] = {
     None: "Make sure the skin area or the pulled-down lower eyelid fills the frame.",
 }
 
+ADVICE_CONJUNCTIVA_NOT_FOUND: Final = (
+    "Pull the lower eyelid down so the inner lining fills the middle of the frame, in good light."
+)
+
 
 class _QualitySettings(Protocol):
     """The settings fields the gate reads (satisfied by ``plugin.settings.Settings``)."""
@@ -303,6 +307,21 @@ def _content_check(
         advice=None if passed else ADVICE_CONTENT[expected],
     )
     return check, found
+
+
+def conjunctiva_found_check(found: bool, area_fraction: float, min_area_fraction: float) -> QualityCheck:
+    """The localiser's verdict as a quality check: the share of the frame found to be conjunctiva.
+
+    Made by ``models.hb.localise`` (the gate itself runs no network); a photo whose conjunctiva
+    cannot be found is a photo to retake, not an Hb analysis that failed.
+    """
+    return QualityCheck(
+        name=QualityCheckName.CONJUNCTIVA_FOUND,
+        passed=found,
+        value=round(area_fraction, 4),
+        threshold=min_area_fraction,
+        advice=None if found else ADVICE_CONJUNCTIVA_NOT_FOUND,
+    )
 
 
 # --- colour rules -------------------------------------------------------------------------------

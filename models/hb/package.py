@@ -153,8 +153,9 @@ def _limitations(cv: CrossValidation) -> str:
         f"training mean (MAE {m['mae'].value:.2f} vs {cv.report.baseline['mae'].value:.2f} g/dL, Pearson r "
         f"{m['pearson_r'].value:.2f}); its {INTERVAL_LEVEL:.0%} prediction interval is "
         f"± {cv.interval_half_width:.1f} g/dL wide. Labels of CP-AnemiC are noisy (copies of one photo carry "
-        "different laboratory values). Trained on pre-cut strips; whole photos go through a classical "
-        "colour localiser that has not been validated on real eyelid photos."
+        "different laboratory values). Trained on pre-cut strips; whole photos go through a segmentation "
+        "network trained only on generated composites (package hb-conjunctiva-localiser), with a classical "
+        "colour localiser as its fallback; neither has been validated on real whole-eyelid photos."
     )
 
 
@@ -235,6 +236,11 @@ def render_card(manifest: ModelManifest, cv: CrossValidation, final: FinalModel)
         "- CNN: 64×128 masked strips with mask channel, flips/shifts/brightness augmentation, Huber "
         "loss; a wider first version (64 channels, full-resolution stem) scored no better and trained "
         "4× slower.",
+        "- Richer colour descriptions of the lower conjunctiva (the lowest third of the tissue; 16-bin "
+        "a*, erythema-index and L* histograms of the lower half): colour-only grouped CV with "
+        "`python -m models.hb.colour_experiment --data PATH/labels.csv`. The histograms beat the "
+        "shipped colour features by a few hundredths of a g/dL, no more than the ensemble already "
+        "does; not adopted.",
         "",
         "## Reproduce",
         "",

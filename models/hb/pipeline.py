@@ -1,7 +1,8 @@
 """The conjunctiva → Hb analysis as the worker runs it: localise → pre_process → predict → post_process.
 
 - ``pre_process`` (:class:`HbPreProcess`): find the palpebral conjunctiva (a pre-cropped strip's
-  alpha mask, else the classical localiser), cut the strip, compute its colour features and
+  alpha mask, else the segmentation network, with the classical localiser as its fallback —
+  see ``models.hb.localise``), cut the strip, compute its colour features and
   the CNN input (masked 64×128 strip + its mirror image, the test-time views).
 - ``predict``: the engine's :class:`~models.engine.stages.Predict` on the CNN members, with
   Grad-CAM from the same pass.
@@ -41,6 +42,7 @@ from models.hb.cnn import INPUT_HEIGHT, INPUT_WIDTH
 from models.hb.features import TooLittleTissue, colour_features
 from models.hb.localise import Localisation, conjunctiva_strip
 from models.hb.model import HbConjunctivaNet
+from models.hb.segmenter import ConjunctivaSegmenter, installed_segmenter
 from models.hb.strip import strip_tensor
 from models.intake import DecodedPhoto
 from models.pipelines import AnalysisOutcome, abstention_limits, execution_for, register_pipeline
@@ -68,9 +70,10 @@ class HbBatch:
 class HbPreProcess:
     name = "pre_process"
 
-    def __init__(self, plan: TtaPlan, execution: Execution) -> None:
+    def __init__(self, plan: TtaPlan, execution: Execution, segmenter: ConjunctivaSegmenter | None) -> None:
         self.plan = plan
         self.execution = execution
+        self.segmenter = segmenter
 
     def __call__(self, photos: Sequence[DecodedPhoto]) -> HbBatch:
         found: list[int] = []
@@ -79,7 +82,7 @@ class HbPreProcess:
         boxes: list[tuple[int, int, int, int]] = []
         failures: dict[int, str] = {}
         for index, photo in enumerate(photos):
-            strip, where = conjunctiva_strip(photo)
+            strip, where = conjunctiva_strip(photo, self.segmenter)
             if strip is None:
                 failures[index] = where.reason or "no palpebral conjunctiva was found"
                 continue
@@ -196,7 +199,7 @@ def build_hb_pipeline(
     plan = HB_TTA if options.tta else IDENTITY_ONLY
     stages = Pipeline(
         [
-            HbPreProcess(plan, execution),
+            HbPreProcess(plan, execution, installed_segmenter(options.model_dir)),
             HbPredict(
                 Predict(prepared, manifest, explain=options.heatmaps),
                 PostProcess(manifest, abstention_limits(manifest, options), prepared.ood),

@@ -1,4 +1,4 @@
-"""Localising the conjunctiva: strips as they are, the eyelid band in a whole photo, nothing in a wall."""
+"""The classical localiser: strips as they are, the eyelid band in a whole photo, nothing in a wall."""
 
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ def test_a_precropped_strip_is_taken_as_it_is() -> None:
     assert np.array_equal(where.mask, np.asarray(photo.alpha) >= 128)
 
 
-def test_the_conjunctiva_band_of_the_example_eyelid_is_found() -> None:
+def test_the_classical_localiser_finds_the_band_of_the_example_eyelid() -> None:
     photo = _decode((EXAMPLES / "eyelid.png").read_bytes())
-    strip, where = conjunctiva_strip(photo)
+    strip, where = conjunctiva_strip(photo, None)
     assert strip is not None and where.method == "classical" and where.box is not None
     left, top, right, bottom = where.box
     width, height = photo.pixels.size
@@ -42,7 +42,7 @@ def test_the_conjunctiva_band_of_the_example_eyelid_is_found() -> None:
 def test_nothing_is_found_in_a_grey_wall() -> None:
     rng = np.random.default_rng(0)
     wall = np.clip(128 + rng.normal(0, 4, (300, 400, 3)), 0, 255).astype(np.uint8)
-    strip, where = conjunctiva_strip(_decode(_png(Image.fromarray(wall))))
+    strip, where = conjunctiva_strip(_decode(_png(Image.fromarray(wall))), None)
     assert strip is None and not where.found
     assert where.reason == "no palpebral conjunctiva was found in the photo"
 
