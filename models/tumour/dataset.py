@@ -8,6 +8,8 @@ Every split is by ``patient_id``: several photos per lesion and lesions per pati
 from __future__ import annotations
 
 import csv
+import hashlib
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from models.errors import DatasetError
 from models.intake import IntakeLimits, decode_photo
 from models.manifest import InputSpec, LabelSpec, Normalisation
 
+log = logging.getLogger("photomarker.tumour")
 SNOMED: Final = "http://snomed.info/sct"
 # Order is the network's output order.
 CLASSES: Final = ("BCC", "SCC", "MEL", "ACK", "SEK", "NEV")
@@ -36,12 +39,23 @@ LABELS: Final = (
     LabelSpec(code="tumour-sek", display="Seborrhoeic keratosis", group="benign"),
     LabelSpec(code="400096001", display="Melanocytic naevus", system=SNOMED, group="benign"),
 )
-INPUT: Final = InputSpec(
-    size=64,
-    normalisation=Normalisation(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
-    resize="squash",  # the crop is a box around the lesion: keep all of it
-    background=(0, 0, 0),
-)
+DEFAULT_SIZE: Final = 96
+
+
+def input_spec(size: int = DEFAULT_SIZE) -> InputSpec:
+    """0–1 RGB in (mean 0, std 1): the network normalises after its own colour step."""
+    return InputSpec(
+        size=size,
+        normalisation=Normalisation(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
+        resize="squash",  # the crop is a box around the lesion: keep all of it
+        background=(0, 0, 0),  # transparent surround becomes the training crops' black
+        # Trained on lesion cut-outs: on a whole photo it is served only through the skin
+        # pipeline's lesion extraction, never on the whole frame.
+        region="lesion",
+    )
+
+
+INPUT: Final = input_spec()
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,7 @@ class TumourSample:
     diagnosis: str
     patient_id: str
     fitzpatrick: int | None
+    img_id: str = ""
 
     @property
     def label(self) -> int:
@@ -87,14 +102,44 @@ def load_samples(csv_path: Path) -> list[TumourSample]:
         if not path.is_file():
             raise DatasetError(f"{csv_path}:{number}: image {row['file']} not found")
         samples.append(
-            TumourSample(path, diagnosis, row["patient_id"].strip(), _fitzpatrick(row.get("fitspatrick", "")))
+            TumourSample(
+                path,
+                diagnosis,
+                row["patient_id"].strip(),
+                _fitzpatrick(row.get("fitspatrick") or ""),
+                (row.get("img_id") or "").strip(),
+            )
         )
     return samples
 
 
-def load_images(samples: list[TumourSample], size: int = INPUT.size) -> Tensor:
-    """(N, 3, S, S) in 0–1, through the engine's own pre-processing (what serving sees)."""
-    spec = INPUT.model_copy(update={"size": size})
+def load_images(
+    samples: list[TumourSample], size: int = DEFAULT_SIZE, cache_dir: Path | None = None
+) -> Tensor:
+    """(N, 3, S, S) in 0–1, through the engine's own pre-processing (what serving sees).
+
+    With ``cache_dir`` the decoded uint8 pixels are kept in one ``.npz`` per (files, size), so
+    repeated experiments do not decode 1,200 JPEGs again; the key hashes each file's path,
+    size and modification time, so a changed image is decoded afresh.
+    """
+    cache = None
+    if cache_dir is not None:
+        key = hashlib.sha256(str(size).encode())
+        for s in samples:
+            stat = s.path.stat()
+            key.update(f"{s.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        cache = cache_dir / f"tumour-{size}px-{key.hexdigest()[:16]}.npz"
+        if cache.is_file():
+            with np.load(cache) as stored:
+                pixels = stored["pixels"]
+            log.info("decoded crops read from %s", cache)
+            return torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(255)
+    spec = input_spec(size)
     limits = IntakeLimits()
-    arrays = [photo_array(decode_photo(s.path.read_bytes(), limits=limits), spec)[0] for s in samples]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255)
+    pixels = np.stack(
+        [photo_array(decode_photo(s.path.read_bytes(), limits=limits), spec)[0] for s in samples]
+    )
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, pixels=pixels)
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(255)

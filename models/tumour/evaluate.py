@@ -15,7 +15,7 @@ from models.intake import IntakeLimits, decode_photo
 from models.pipelines import build_model_pipeline
 from models.registry import LoadedModel
 from models.tumour.dataset import load_samples
-from models.tumour.package import THRESHOLD_KEY
+from models.tumour.package import ACK_THRESHOLD_KEY, THRESHOLD_KEY
 from models.tumour.report import TumourReport, tumour_report
 
 
@@ -47,13 +47,16 @@ def evaluate_tumour(csv_path: Path, loaded: LoadedModel, *, n_resamples: int = 1
         photos = [decode_photo(s.path.read_bytes(), limits=limits) for s in samples[start : start + 64]]
         predictions += pipeline(photos)
     probabilities = np.array([p.probabilities for p in predictions], dtype=np.float64)
+    # The package's own operating points: evaluating must not re-fit them on the data it scores.
     threshold = manifest.evaluation.metrics.get(THRESHOLD_KEY)
+    ack_threshold = manifest.evaluation.metrics.get(ACK_THRESHOLD_KEY)
     report = tumour_report(
         probabilities,
         np.array([s.label for s in samples]),
         [s.patient_id for s in samples],
         [s.fitzpatrick for s in samples],
         threshold=threshold,
+        ack_threshold=ack_threshold,
         resamples=n_resamples,
     )
     abstained = sum(p.abstention is not None for p in predictions)

@@ -7,7 +7,7 @@ Malignant = BCC + SCC + MEL; the second grouping also counts ACK (pre-malignant)
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
@@ -70,16 +70,21 @@ def binary_figures(
 @dataclass(frozen=True)
 class TumourReport:
     threshold: float
+    ack_threshold: float
     malignant: BinaryFigures
     malignant_or_ack: BinaryFigures
     per_class: dict[str, BinaryFigures]
     per_fitzpatrick: dict[str, BinaryFigures]
     accuracy: float
     balanced_accuracy_6: float
+    # Share of each type's photos called malignant at the operating point: per-type sensitivity
+    # for BCC/SCC/MEL (melanoma's own), the false-alarm rate for the benign types.
+    called_malignant: dict[str, MetricValue] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "operating_threshold": self.threshold,
+            "malignant_or_ack_operating_threshold": self.ack_threshold,
             "n": self.malignant.n,
             **{k: v.as_dict() for k, v in self.malignant.metrics.items()},
             "malignant_vs_benign": self.malignant.to_json(),
@@ -88,13 +93,18 @@ class TumourReport:
             "per_fitzpatrick": {k: v.to_json() for k, v in self.per_fitzpatrick.items()},
             "six_class_accuracy": self.accuracy,
             "six_class_balanced_accuracy": self.balanced_accuracy_6,
+            "called_malignant": {k: v.as_dict() for k, v in self.called_malignant.items()},
         }
 
     def headline(self) -> dict[str, float]:
         """Point figures for the manifest (CIs live in the card)."""
         out = {f"malignant_{k}": round(v.value, 4) for k, v in self.malignant.metrics.items()}
         out["malignant_operating_threshold"] = round(self.threshold, 4)
+        out["malignant_or_ack_operating_threshold"] = round(self.ack_threshold, 4)
         out["malignant_or_ack_auroc"] = round(self.malignant_or_ack.metrics["auroc"].value, 4)
+        out["malignant_or_ack_sensitivity"] = round(self.malignant_or_ack.metrics["sensitivity"].value, 4)
+        out["malignant_or_ack_specificity"] = round(self.malignant_or_ack.metrics["specificity"].value, 4)
+        out["mel_specificity"] = round(self.per_class["MEL"].metrics["specificity"].value, 4)
         for name, figures in self.per_class.items():
             out[f"{name.lower()}_auroc"] = round(figures.metrics["auroc"].value, 4)
             out[f"{name.lower()}_sensitivity"] = round(figures.metrics["sensitivity"].value, 4)
@@ -107,7 +117,10 @@ class TumourReport:
             cells = "  ".join(f"{k} {v.format()}" for k, v in f.metrics.items())
             return f"  {name:<22} n={f.n:<5} pos={f.n_positive:<4} {cells}"
 
-        lines = [f"Operating point: malignant probability ≥ {self.threshold:.3f}"]
+        lines = [
+            f"Operating points: malignant probability ≥ {self.threshold:.3f}; "
+            f"malignant-or-ACK probability ≥ {self.ack_threshold:.3f}"
+        ]
         lines.append(row("malignant (BCC+SCC+MEL)", self.malignant))
         lines.append(row("malignant or ACK", self.malignant_or_ack))
         lines.append("Per class (one vs rest; sensitivity/specificity of the top class):")
@@ -116,6 +129,10 @@ class TumourReport:
         lines += [row(f"type {name}", f) for name, f in self.per_fitzpatrick.items()]
         lines.append(
             f"6-class accuracy {self.accuracy:.3f}, balanced accuracy {self.balanced_accuracy_6:.3f}"
+        )
+        lines.append(
+            "Called malignant at the operating point, by type: "
+            + ", ".join(f"{k} {v.format()}" for k, v in self.called_malignant.items())
         )
         return "\n".join(lines)
 
@@ -127,9 +144,14 @@ def tumour_report(
     fitzpatrick: Sequence[int | None],
     *,
     threshold: float | None = None,
+    ack_threshold: float | None = None,
     resamples: int = 1000,
 ) -> TumourReport:
-    """Figures for (N, 6) probabilities in :data:`CLASSES` order; threshold fitted when not given."""
+    """Figures for (N, 6) probabilities in :data:`CLASSES` order; thresholds fitted when not given.
+
+    ``threshold`` is the malignant (BCC+SCC+MEL) operating point, ``ack_threshold`` the one of the
+    second grouping (ACK counted positive); ``evaluate`` passes the package's own, CV fits them.
+    """
     names = np.array(CLASSES)[labels]
     malignant = np.isin(names, list(MALIGNANT))
     index = [CLASSES.index(c) for c in sorted(MALIGNANT)]
@@ -139,6 +161,8 @@ def tumour_report(
     ack_index = [CLASSES.index(c) for c in sorted(MALIGNANT_OR_PREMALIGNANT)]
     ack_score = probabilities[:, ack_index].sum(1)
     with_ack = np.isin(names, list(MALIGNANT_OR_PREMALIGNANT))
+    if ack_threshold is None:
+        ack_threshold = operating_threshold(with_ack, ack_score)
     top = probabilities.argmax(1)
     per_class = {}
     for c, name in enumerate(CLASSES):
@@ -169,14 +193,25 @@ def tumour_report(
                 resamples,
             )
     recalls = [float((top[labels == c] == c).mean()) for c in range(len(CLASSES)) if (labels == c).any()]
+    called: dict[str, MetricValue] = {}
+    for c, name in enumerate(CLASSES):
+        rows = labels == c
+        if rows.any():
+            called[name] = bootstrap(
+                {"rate": lambda t, s: np.asarray(np.mean(s >= threshold, axis=-1))},
+                np.ones(int(rows.sum())),
+                score[rows],
+                groups=[g for g, r in zip(groups, rows, strict=True) if r],
+                n_resamples=resamples,
+            )["rate"]
     return TumourReport(
         threshold=threshold,
         malignant=binary_figures(malignant, score, threshold, groups, resamples),
-        malignant_or_ack=binary_figures(
-            with_ack, ack_score, operating_threshold(with_ack, ack_score), groups, resamples
-        ),
+        malignant_or_ack=binary_figures(with_ack, ack_score, ack_threshold, groups, resamples),
+        ack_threshold=ack_threshold,
         per_class=per_class,
         per_fitzpatrick=per_type,
         accuracy=float((top == labels).mean()),
         balanced_accuracy_6=float(np.mean(recalls)),
+        called_malignant=called,
     )

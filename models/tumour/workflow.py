@@ -7,12 +7,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from models.engine.ensemble import aggregate_classifier
 from models.tumour.dataset import load_images, load_samples
+from models.tumour.metadata import compare_with_metadata
+from models.tumour.network import cam_layer
 from models.tumour.package import PackageRequest, calibrate, save_tumour_package
 from models.tumour.report import TumourReport, tumour_report
-from models.tumour.training import Progress, TumourTrainingConfig, cross_validate, train_final
+from models.tumour.training import (
+    Progress,
+    TumourTrainingConfig,
+    cross_validate,
+    feature_gaussian,
+    train_final,
+)
 
 
 def run_training(
@@ -20,11 +29,14 @@ def run_training(
     config: TumourTrainingConfig,
     request: PackageRequest | None,
     progress: Progress,
+    *,
+    cache_dir: Path | None = None,
+    resamples: int = 1000,
 ) -> tuple[TumourReport, dict[str, Any]]:
     """CV figures (calibrated, out-of-fold) and, with a ``request``, the package written."""
     began = time.perf_counter()
     samples = load_samples(csv_path)
-    x01 = load_images(samples)
+    x01 = load_images(samples, config.size, cache_dir)
     patients = len({s.patient_id for s in samples})
     progress(f"{len(samples)} photos of {patients} patients loaded ({time.perf_counter() - began:.0f} s)")
     cv = cross_validate(samples, x01, config, progress)
@@ -36,20 +48,30 @@ def run_training(
         labels,
         [s.patient_id for s in samples],
         [s.fitzpatrick for s in samples],
+        resamples=resamples,
+    )
+    comparison = compare_with_metadata(
+        csv_path, samples, probabilities.astype(np.float64), cv.splits, resamples
     )
     extra: dict[str, Any] = {
         "photos": len(samples),
         "patients": patients,
+        "recipe": config.describe(),
         "folds": [{"train": a, "test": b} for a, b in cv.fold_sizes],
         "fold_malignant_auroc": cv.fold_auroc,
         "cv_seconds": round(cv.seconds, 1),
         "temperature": calibration.temperature,
         "max_spread": abstention.max_spread,
     }
+    if comparison is not None:
+        extra["metadata_comparison"] = comparison.to_json()
+        extra["metadata_table"] = comparison.format_table()
     if request is not None:
         members = train_final(samples, x01, config, progress)
+        # The OOD Gaussian of the final members, fitted on every training photo.
+        ood = feature_gaussian(members, x01, torch.from_numpy(labels), cam_layer(config.backbone))
         manifest = save_tumour_package(
-            request, samples, config, calibration, abstention, report, members, cv.fold_auroc
+            request, samples, config, calibration, abstention, report, members, cv.fold_auroc, comparison, ood
         )
         progress(f"wrote {request.directory} (weights {manifest.weights.sha256[:12]}…)")
         extra["package"] = {

@@ -1,0 +1,109 @@
+"""The recipe's parts: colour constancy, Ehime augmentations, metadata, OOD, the ablation table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.engine.architectures import build_member
+from models.tumour.ablation import render
+from models.tumour.dataset import CLASSES, load_samples
+from models.tumour.metadata import QUESTIONS, late_fusion, load_metadata
+from models.tumour.network import ShadesOfGrey, cam_layer
+from models.tumour.training import (
+    AUGMENTATIONS,
+    TumourTrainingConfig,
+    augment,
+    build_network,
+    feature_gaussian,
+    ood_scores,
+)
+from tests.tumour.conftest import PAD_UFES
+
+
+def test_shades_of_grey_removes_a_colour_cast_and_keeps_the_black_surround() -> None:
+    torch.manual_seed(0)
+    lesion = torch.rand(1, 3, 32, 32) * 0.5 + 0.25
+    cast = lesion * torch.tensor([1.0, 0.7, 0.5]).view(1, 3, 1, 1)  # a warm lamp
+    x = torch.zeros(1, 3, 48, 48)
+    x[:, :, 8:40, 8:40] = cast
+    out = ShadesOfGrey()(x)
+    assert out[:, :, :8].abs().max() == 0, "the cut-out's black surround stays black"
+    means = out[0, :, 8:40, 8:40].mean((1, 2))
+    original = lesion[0].mean((1, 2))
+    # Channel balance comes back close to the uncast lesion's.
+    assert torch.allclose(means / means.mean(), original / original.mean(), atol=0.05)
+
+
+def test_each_ehime_augmentation_can_be_switched_off() -> None:
+    x = torch.rand(4, 3, 32, 32)
+    generator = torch.Generator().manual_seed(0)
+    assert torch.equal(augment(x, generator, ()), x)
+    for part in AUGMENTATIONS:
+        out = augment(x, torch.Generator().manual_seed(1), (part,))
+        assert out.shape == x.shape and float(out.min()) >= 0 and float(out.max()) <= 1
+        assert not torch.equal(out, x) or part == "blur"  # blur touches ~30 % of photos
+
+
+def test_the_manifest_builder_makes_the_same_network_as_training() -> None:
+    config = TumourTrainingConfig(size=32)
+    spec = config.architecture(2)
+    member = build_member(spec.name, len(CLASSES), dict(spec.params))
+    trained = build_network(config)
+    assert set(member.state_dict()) == set(trained.state_dict())
+    assert member.get_submodule(cam_layer(config.backbone)) is not None
+    small = TumourTrainingConfig(backbone="reference-cnn", widths=(8, 16, 16), colour_constancy=False)
+    assert build_member(small.architecture(1).name, 6, dict(small.architecture(1).params))(
+        torch.rand(2, 3, 32, 32)
+    ).shape == (2, 6)
+
+
+def test_the_ood_gaussian_copes_with_a_class_missing_from_training() -> None:
+    config = TumourTrainingConfig(backbone="reference-cnn", widths=(8, 16, 16), size=32)
+    member = build_network(config).eval()
+    x = torch.rand(12, 3, 32, 32)
+    labels = torch.tensor([0, 0, 1, 1, 3, 3, 4, 4, 0, 1, 3, 4])  # no SCC (2) or NEV (5)
+    means, precision = feature_gaussian([member], x, labels, cam_layer(config.backbone))
+    assert means.shape[:2] == (1, 4) and precision.shape[0] == 1
+    scores = ood_scores([member], torch.rand(3, 3, 32, 32), (means, precision), cam_layer(config.backbone))
+    assert scores.shape == (3,) and bool(torch.isfinite(scores).all())
+
+
+def test_metadata_uses_only_answers_every_photo_has() -> None:
+    samples = load_samples(PAD_UFES / "labels.csv")[:50]
+    table = load_metadata(PAD_UFES / "labels.csv", samples)
+    assert table.features.shape == (50, len(table.names))
+    assert table.names[: 1 + len(QUESTIONS)] == ("age", *QUESTIONS)
+    # Columns missing for the non-biopsied photos would give the label away.
+    for leaky in ("biopsed", "smoke", "fitspatrick", "diameter_1", "skin_cancer_history"):
+        assert not any(leaky in name for name in table.names)
+    assert np.all(table.features[:, 7:].sum(1) == 1), "exactly one body region per photo"
+
+
+def test_late_fusion_is_the_mean_of_log_odds() -> None:
+    fused = late_fusion(np.array([0.5, 0.9, 0.1]), np.array([0.5, 0.9, 0.9]))
+    assert fused == pytest.approx([0.5, 0.9, 0.5])
+
+
+def test_the_ablation_table_is_rendered_from_run_outputs(tmp_path: Path) -> None:
+    figure = {"value": 0.8, "low": 0.7, "high": 0.9}
+    run = {
+        "command": "photomarker train tumour --data x.csv --cv 5 --no-final",
+        "recipe": "recipe X",
+        "auroc": figure,
+        "specificity": figure,
+        "fold_malignant_auroc": [0.8, 0.9],
+        "malignant_or_ack_vs_rest": {"auroc": figure},
+        "per_class": {"MEL": {"auroc": figure}},
+        "six_class_balanced_accuracy": 0.5,
+        "cv_seconds": 12.0,
+    }
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(run))
+    table = render([path])
+    assert "| first row | recipe X | 0.800 [0.700, 0.900] | 0.850 |" in table
+    assert "`photomarker train tumour --data x.csv --cv 5 --no-final`" in table
