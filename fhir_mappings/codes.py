@@ -141,6 +141,16 @@ LOCAL_CONCEPTS: Final[dict[str, tuple[str, str]]] = {
         "Skin condition probabilities (AI)",
         "Panel of per-condition probabilities (0–1) from an AI skin classifier.",
     ),
+    "skin-diagnosis-probabilities": (
+        "Skin disease diagnosis probabilities (AI)",
+        "Panel of per-diagnosis probabilities (0–1) from an AI N-class skin-disease classifier; "
+        "the interpretation lists the top 3.",
+    ),
+    "psoriasis": ("Psoriasis", "Psoriasis; local code until a SNOMED CT code is verified."),
+    "tinea-corporis": ("Tinea corporis", "Tinea corporis; local code until a SNOMED CT code is verified."),
+    "urticaria": ("Urticaria", "Urticaria; local code until a SNOMED CT code is verified."),
+    "vitiligo": ("Vitiligo", "Vitiligo; local code until a SNOMED CT code is verified."),
+    "trunk-back": ("Back of trunk", "The back of the trunk, as the body-part model reports it."),
     "skin-tumour-malignancy": (
         "Probability of skin tumour malignancy (AI)",
         "Probability (0–1) that a photographed skin tumour is malignant, with per-type "
@@ -169,6 +179,11 @@ LOCAL_CONCEPTS: Final[dict[str, tuple[str, str]]] = {
         "Content found",
         "Fraction of the frame that shows skin or conjunctiva.",
     ),
+    "photo-quality-conjunctiva-found": (
+        "Conjunctiva found",
+        "Fraction of the frame localised as palpebral conjunctiva (conjunctiva photos); "
+        "zero when it was not found.",
+    ),
     "check-passed": ("Passed", "The quality check passed."),
     "check-failed": ("Failed", "The quality check failed."),
     "model-abstained": (
@@ -189,6 +204,7 @@ LOCAL_CONCEPTS: Final[dict[str, tuple[str, str]]] = {
 ANALYSIS_CODES: Final[dict[AnalysisName, str]] = {
     "tis": "tis",
     "skin-condition": "skin-condition-probabilities",
+    "skin-diagnosis": "skin-diagnosis-probabilities",
     "skin-tumour": "skin-tumour-malignancy",
     "hb": "hb-estimate-conjunctiva-photo",
     "photo-quality": "photo-quality",

@@ -48,7 +48,7 @@ def analysis_of(result: ModelResult | QualityVerdict) -> AnalysisName:
     if isinstance(result, TisScore):
         return "tis"
     if isinstance(result, ConditionProbabilities):
-        return "skin-condition"
+        return result.panel
     if isinstance(result, TumourAssessment):
         return "skin-tumour"
     if isinstance(result, HbEstimate):
@@ -137,7 +137,8 @@ def _g_dl(value: float) -> dict[str, Any]:
 
 
 def _body_site(ctx: ResultContext, own: Concept | None) -> dict[str, Any] | None:
-    site = own or (ctx.photo.body_site[0] if ctx.photo.body_site else None)
+    # The sender's bodySite wins over the body-part model's guess: they saw the patient.
+    site = ctx.photo.body_site[0] if ctx.photo.body_site else own
     return codes.concept_codeable(site, ctx.canonical) if site else None
 
 
@@ -220,8 +221,8 @@ def build_condition_observation(
         raise ValueError("a condition panel needs at least one class")
     obs = _observation(
         ctx,
-        code=codes.local_codeable("skin-condition-probabilities", ctx.canonical),
-        key=model_result_key(ctx, model, "skin-condition"),
+        code=codes.local_codeable(codes.ANALYSIS_CODES[panel.panel], ctx.canonical),
+        key=model_result_key(ctx, model, panel.panel),
         device_ref=device_ref or model_device_full_url(model),
     )
     notes: list[str] = []
@@ -229,11 +230,19 @@ def build_condition_observation(
         interpretation, note = _abstention(panel.abstention, ctx, "these probabilities")
         obs["interpretation"] = [interpretation]
         notes.append(note)
+    elif panel.panel == "skin-diagnosis":
+        ranked = "; ".join(
+            f"{rank}. {item.concept.display} ({item.probability:.2f})"
+            for rank, item in enumerate(panel.top_k(3), start=1)
+        )
+        obs["interpretation"] = [{"text": f"Top 3: {ranked}"}]
     else:
         top = panel.top
         obs["interpretation"] = [
             {"text": f"Most likely: {top.concept.display} (probability {top.probability:.2f})"}
         ]
+    if panel.lesion_count > 1:
+        notes.append(f"Lesions assessed: {panel.lesion_count} (probabilities weighted by lesion area).")
     site = _body_site(ctx, panel.body_site)
     if site:
         obs["bodySite"] = site

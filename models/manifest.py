@@ -81,10 +81,16 @@ class InputSpec(_Strict):
     resize: Literal["center-crop", "squash"] = "center-crop"
     # Colour that transparent pixels of a pre-cropped photo become; None = the normalisation mean.
     background: tuple[int, int, int] | None = None
+    # What the network looks at: the whole photo, or one lesion cut out by the skin pipeline's
+    # lesion extraction (then only that pipeline serves it).
+    region: Literal["photo", "lesion"] = "photo"
 
 
 class OutputSpec(_Strict):
-    kind: Literal["classifier", "regressor"]
+    # classifier: one softmax over the labels; regressor: one value; segmenter: a softmax over
+    # the labels at every pixel; ordinal: one softmax over ``levels`` per label (e.g. TIS items 0–3).
+    kind: Literal["classifier", "regressor", "segmenter", "ordinal"]
+    levels: int | None = Field(default=None, ge=2, le=100)
     # UCUM unit of a regressor's value, e.g. "g/dL".
     unit: str | None = None
     # A regressor trained on a standardised target reports raw * scale + offset, in ``unit``.
@@ -209,8 +215,10 @@ class ModelManifest(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelManifest:
-        if self.output.kind == "classifier" and len(self.labels) < 2:
-            raise ValueError("a classifier needs at least two labels")
+        if self.output.kind in ("classifier", "segmenter") and len(self.labels) < 2:
+            raise ValueError(f"a {self.output.kind} needs at least two labels")
+        if (self.output.kind == "ordinal") != (self.output.levels is not None):
+            raise ValueError("output.levels is set for an ordinal output, and only for one")
         if self.output.kind == "regressor" and (len(self.labels) != 1 or not self.output.unit):
             raise ValueError("a regressor needs exactly one label (its quantity) and a unit")
         if len({label.code for label in self.labels}) != len(self.labels):

@@ -53,7 +53,7 @@ from models.results import (
 log = logging.getLogger(__name__)
 
 ANALYSES_BY_KIND: Mapping[PhotoKind, tuple[AnalysisName, ...]] = {
-    "skin": ("tis", "skin-condition", "skin-tumour"),
+    "skin": ("tis", "skin-condition", "skin-diagnosis", "skin-tumour"),
     "conjunctiva": ("hb",),
 }
 
@@ -225,6 +225,11 @@ PipelineFactory = Callable[[EngineOptions], AnalysisPipeline | None]
 # "module:factory"; imported on first use so a worker without that package pays nothing.
 CUSTOM_PIPELINES: Final[dict[AnalysisName, str]] = {
     "hb": "models.hb.pipeline:hb_pipeline_factory",  # localise the conjunctiva, colour + CNN blend
+    # Skin: body part and lesion extraction first, then each task's network on the lesion crops.
+    "tis": "models.skin.pipeline:tis_pipeline_factory",
+    "skin-condition": "models.skin.pipeline:condition_pipeline_factory",
+    "skin-diagnosis": "models.skin.pipeline:diagnosis_pipeline_factory",
+    "skin-tumour": "models.skin.pipeline:tumour_pipeline_factory",
 }
 _REGISTERED: dict[AnalysisName, PipelineFactory] = {}
 _BUILT: dict[tuple[AnalysisName, EngineOptions], AnalysisPipeline | None] = {}
@@ -243,6 +248,9 @@ def clear_pipeline_cache() -> None:
     """Forget built pipelines (tests that swap model directories)."""
     with _LOCK:
         _BUILT.clear()
+    from models.skin.pipeline import clear_skin_cache  # imports this module: not at the top
+
+    clear_skin_cache()
     registry_for.cache_clear()
     execution_for.cache_clear()
 

@@ -54,6 +54,7 @@ class TisScore:
     excoriation: int
     body_site: Concept | None = None
     lesion_count: int = 1
+    abstention: Abstention | None = None
 
     def __post_init__(self) -> None:
         for name in ("erythema", "oedema_papulation", "excoriation"):
@@ -97,6 +98,12 @@ class ConditionProbabilities:
     classes: tuple[ClassProbability, ...]
     abstention: Abstention | None = None
     body_site: Concept | None = None
+    # "skin-condition": AD vs its complications; "skin-diagnosis": the N-class list, read as top-k.
+    panel: Literal["skin-condition", "skin-diagnosis"] = "skin-condition"
+    lesion_count: int = 1
+
+    def top_k(self, k: int) -> tuple[ClassProbability, ...]:
+        return tuple(sorted(self.classes, key=lambda c: c.probability, reverse=True)[:k])
 
     @property
     def top(self) -> ClassProbability:
@@ -109,6 +116,7 @@ class TumourAssessment:
     types: tuple[ClassProbability, ...]
     abstention: Abstention | None = None
     body_site: Concept | None = None
+    lesion_count: int = 1
 
 
 @dataclass(frozen=True)
@@ -127,6 +135,8 @@ class QualityCheckName(StrEnum):
     EXPOSURE = "exposure"
     RESOLUTION = "resolution"
     CONTENT = "content"
+    # The Hb analysis's localiser found the palpebral conjunctiva (conjunctiva photos only).
+    CONJUNCTIVA_FOUND = "conjunctiva-found"
 
 
 @dataclass(frozen=True)
@@ -155,7 +165,7 @@ class QualityVerdict:
         return tuple(check for check in self.checks if not check.passed)
 
 
-AnalysisName = Literal["tis", "skin-condition", "skin-tumour", "hb", "photo-quality"]
+AnalysisName = Literal["tis", "skin-condition", "skin-diagnosis", "skin-tumour", "hb", "photo-quality"]
 
 
 @dataclass(frozen=True)

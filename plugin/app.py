@@ -14,7 +14,9 @@ from flask import Flask
 from plugin.api.health import health
 from plugin.api.jobs import api_v1
 from plugin.audit_console import init_audit_console
+from plugin.clinician import init_clinician
 from plugin.http_errors import register_error_handlers
+from plugin.inbox import init_inbox
 from plugin.security import apply_security_headers
 from plugin.settings import Settings, load_settings
 from workers.celery_app import EXTENSION, Services, celery_config, celery_init_app
@@ -40,4 +42,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health)
     app.register_blueprint(api_v1)
     init_audit_console(app, settings)
+    init_inbox(app, settings)
+    init_clinician(app)
     return app

@@ -161,6 +161,10 @@ from plugin.cli_train import train as train_command  # noqa: E402
 main.add_command(train_command)
 main.add_command(evaluate_command)
 
+from plugin.cli_skin import generate_cli  # noqa: E402
+
+main.add_command(generate_cli)
+
 from plugin.cli_workers import beat, jobs_cli, serve, tokens_cli, web, worker  # noqa: E402  (mounted last)
 
 main.add_command(worker)
@@ -169,3 +173,8 @@ main.add_command(web)
 main.add_command(beat)
 main.add_command(tokens_cli)
 main.add_command(jobs_cli)
+
+from plugin.cli_inbox import inbox_cli, keys_cli  # noqa: E402
+
+main.add_command(keys_cli)
+main.add_command(inbox_cli)

@@ -21,11 +21,12 @@ import click
 
 from models.errors import PhotomarkerError
 from plugin.cli_context import settings_of
+from plugin.cli_skin import SKIN_TASKS, evaluate_skin_command, train_skin
 
 if TYPE_CHECKING:
     from models.hb.dataset import Grouping
 
-TASKS = ("hb", "tumour")
+TASKS = ("hb", "tumour", "hb-localiser", *SKIN_TASKS)
 
 
 def _task_and_data(command: Callable[..., None]) -> Callable[..., None]:
@@ -35,9 +36,61 @@ def _task_and_data(command: Callable[..., None]) -> Callable[..., None]:
         "csv_path",
         required=True,
         type=click.Path(path_type=Path, dir_okay=False),
-        help="CSV in CP-AnemiC's (hb) or PAD-UFES-20's (tumour) layout, images beside it.",
+        help="CSV in CP-AnemiC's (hb, hb-localiser) or PAD-UFES-20's (tumour) layout, or a skin "
+        "training manifest (body-part, lesion, tis, ad-complications, diagnosis); images beside it.",
     )(command)
     return click.argument("task", type=click.Choice(TASKS))(command)
+
+
+def _tumour_recipe(command: Callable[..., None]) -> Callable[..., None]:
+    """The tumour recipe's knobs (ignored by hb); unset ones keep ``TumourTrainingConfig``'s defaults."""
+    options = [
+        click.option("--size", type=click.IntRange(32, 256), help="tumour: input side in pixels."),
+        click.option(
+            "--backbone",
+            type=click.Choice(["mobilenet_v3_small", "reference-cnn"]),
+            help="tumour: the CNN trained from scratch.",
+        ),
+        click.option(
+            "--width", type=click.FloatRange(0.25, 2.0), help="tumour: MobileNetV3 width multiplier."
+        ),
+        click.option(
+            "--colour-constancy/--no-colour-constancy",
+            "colour_constancy",
+            default=None,
+            help="tumour: shades-of-grey white balance of each crop inside the network.",
+        ),
+        click.option(
+            "--augment",
+            help="tumour: comma-separated Ehime augmentations "
+            "(rotation,crop,brightness,saturation,blur) or none.",
+        ),
+        click.option("--label-smoothing", "label_smoothing", type=click.FloatRange(0, 0.5)),
+        click.option("--mixup", type=click.FloatRange(0, 4), help="tumour: mixup Beta(α, α); 0 = off."),
+        click.option(
+            "--balanced-sampling/--class-weights",
+            "balanced_sampling",
+            default=None,
+            help="tumour: class-balanced batches, or class weights 1/√frequency in the loss.",
+        ),
+        click.option(
+            "--bn-recalibration/--no-bn-recalibration",
+            "bn_recalibration",
+            default=None,
+            help="tumour: re-estimate BatchNorm statistics on the un-augmented crops after training.",
+        ),
+        click.option("--lr", "learning_rate", type=click.FloatRange(1e-5, 1)),
+        click.option("--seed", type=click.IntRange(0, 10_000)),
+        click.option(
+            "--cache-dir",
+            "cache_dir",
+            type=click.Path(path_type=Path, file_okay=False),
+            help="tumour: keep decoded crops here (.npz) for the next run [default: DATA_DIR/cache].",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 def _fail(ctx: click.Context, error: PhotomarkerError) -> None:
@@ -87,9 +140,23 @@ def _fail(ctx: click.Context, error: PhotomarkerError) -> None:
 @click.option("--model-version", "model_version", default="1.0.0", show_default=True)
 @click.option("--no-final", is_flag=True, help="Cross-validate only; write no package.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_tumour_recipe
+@click.option(
+    "--test",
+    "test_csv",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Skin tasks: a held-out manifest scored after training; its figures go into the card.",
+)
+@click.option(
+    "--labels",
+    "label_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="diagnosis: JSON label list (key, code, display, system) fixing the classes and their codes.",
+)
 @click.pass_context
 def train(
     ctx: click.Context,
+    /,
     task: str,
     csv_path: Path,
     folds: int,
@@ -102,12 +169,54 @@ def train(
     model_version: str,
     no_final: bool,
     as_json: bool,
+    test_csv: Path | None,
+    label_file: Path | None,
+    **recipe: Any,
 ) -> None:
-    """Cross-validate TASK on labelled photos, then train the final model on all of them."""
+    """Cross-validate TASK on labelled photos, then train the final model on all of them.
+
+    Skin tasks train once on a patient-grouped 85/15 split (--cv does not apply; use --test for
+    held-out figures) with 14 epochs and 2 members unless --epochs/--members are given.
+    """
+    if task in SKIN_TASKS:
+        from click.core import ParameterSource
+
+        def given(option: str) -> bool:
+            return ctx.get_parameter_source(option) != ParameterSource.DEFAULT
+
+        train_skin(
+            ctx,
+            task,
+            csv_path,
+            epochs=epochs if given("epochs") else 14,
+            members=members if given("members") else 2,
+            threads=threads,
+            out_dir=out_dir,
+            name=name if given("name") else None,
+            model_version=model_version,
+            test_csv=test_csv,
+            label_file=label_file,
+            as_json=as_json,
+        )
+        return
     if task == "tumour":
         _train_tumour(
-            ctx, csv_path, folds, epochs, members, threads, out_dir, name, model_version, no_final, as_json
+            ctx,
+            csv_path,
+            folds,
+            epochs,
+            members,
+            threads,
+            out_dir,
+            name,
+            model_version,
+            no_final,
+            as_json,
+            recipe,
         )
+        return
+    if task == "hb-localiser":
+        _train_hb_localiser(ctx, csv_path, epochs, threads, out_dir, name, model_version, no_final, as_json)
         return
     from models.engine.execution import resolve_execution
     from models.hb.cnn import CnnTraining
@@ -203,8 +312,14 @@ def evaluate(
     as_json: bool,
 ) -> None:
     """Score an installed TASK model on labelled photos (no training)."""
+    if task in SKIN_TASKS:
+        evaluate_skin_command(ctx, task, csv_path, model_name, as_json)
+        return
     if task == "tumour":
         _evaluate_tumour(ctx, csv_path, model_name, resamples, as_json)
+        return
+    if task == "hb-localiser":
+        _evaluate_hb_localiser(ctx, csv_path, model_name, as_json)
         return
     from models.errors import ModelNotInstalled
     from models.hb.evaluate import evaluate_hb
@@ -246,49 +361,165 @@ def _train_tumour(
     model_version: str,
     no_final: bool,
     as_json: bool,
+    recipe: dict[str, Any],
 ) -> None:
     """``train tumour``: hb's defaults for --epochs, --members and --name do not apply."""
+    from dataclasses import replace
+
     from click.core import ParameterSource
 
     from models.engine.execution import resolve_execution
     from models.registry import SHIPPED_MODEL_DIR
     from models.tumour.package import DEFAULT_NAME, PackageRequest
-    from models.tumour.training import TumourTrainingConfig
+    from models.tumour.training import AUGMENTATIONS, TumourTrainingConfig
     from models.tumour.workflow import run_training
 
     def given(option: str) -> bool:
         return ctx.get_parameter_source(option) != ParameterSource.DEFAULT
 
-    defaults = TumourTrainingConfig()
-    config = TumourTrainingConfig(
-        folds=folds,
-        epochs=epochs if given("epochs") else defaults.epochs,
-        members=members if given("members") else defaults.members,
-    )
+    cache_dir = recipe.pop("cache_dir", None) or settings_of(ctx).data_dir / "cache"
+    chosen = {key: value for key, value in recipe.items() if value is not None}
+    # The command as typed: every recipe option that was given, so the card's command reproduces it.
+    typed: dict[str, object] = {"cv": folds}
+    if given("epochs"):
+        typed["epochs"] = epochs
+    if given("members"):
+        typed["members"] = members
+    for key, value in chosen.items():
+        flag = key
+        if key == "colour_constancy":
+            flag, value = ("colour_constancy" if value else "no_colour_constancy"), None
+        elif key == "balanced_sampling":
+            flag, value = ("balanced_sampling" if value else "class_weights"), None
+        elif key == "bn_recalibration":
+            flag, value = ("bn_recalibration" if value else "no_bn_recalibration"), None
+        elif key == "learning_rate":
+            flag = "lr"
+        typed[flag] = value
+    if "augment" in chosen:
+        parts = tuple(
+            p.strip() for p in str(chosen["augment"]).split(",") if p.strip() and p.strip() != "none"
+        )
+        unknown = sorted(set(parts) - set(AUGMENTATIONS))
+        if unknown:
+            raise click.BadParameter(f"unknown augmentation {unknown[0]!r}", param_hint="--augment")
+        chosen["augment"] = parts
+    config = replace(TumourTrainingConfig(folds=folds), **chosen)
+    if given("epochs"):
+        config = replace(config, epochs=epochs)
+    if given("members"):
+        config = replace(config, members=members)
+    if given("threads"):
+        typed["threads"] = threads
+    if no_final:
+        typed["no_final"] = None
     name = name if given("name") else DEFAULT_NAME
     resolve_execution("cpu", threads=threads)
-    command = _command_line(
-        "train", "tumour", csv_path, cv=folds, epochs=config.epochs, members=config.members
-    )
+    command = _command_line("train", "tumour", csv_path, **typed)
     request = None
     if not no_final:
         directory = out_dir or SHIPPED_MODEL_DIR / name
         request = PackageRequest(directory, name, model_version, command, _describe(csv_path))
     try:
         report, extra = run_training(
+            csv_path,
+            config,
+            request,
+            lambda line: click.echo(f"photomarker: {line}", err=True),
+            cache_dir=cache_dir,
+        )
+    except PhotomarkerError as error:
+        _fail(ctx, error)
+        return
+    table = extra.pop("metadata_table", None)
+    if as_json:
+        click.echo(json.dumps({"task": "tumour", "command": command, **extra, **report.to_json()}, indent=2))
+        return
+    click.echo(f"Cross-validation ({folds}-fold, grouped by patient), out-of-fold, calibrated:")
+    click.echo(f"recipe: {extra['recipe']}")
+    click.echo(report.format_table())
+    if table:
+        click.echo("With the clinical questions (comparison only; the model uses the image alone):")
+        click.echo(table)
+    click.echo(
+        f"per-fold malignant AUROC {extra['fold_malignant_auroc']}; {extra['total_seconds']:.0f} s in all"
+    )
+
+
+def _train_hb_localiser(
+    ctx: click.Context,
+    csv_path: Path,
+    epochs: int,
+    threads: int,
+    out_dir: Path | None,
+    name: str,
+    model_version: str,
+    no_final: bool,
+    as_json: bool,
+) -> None:
+    """``train hb-localiser``: the conjunctiva segmenter on composites of the CSV's strips."""
+    from click.core import ParameterSource
+
+    from models.engine.execution import resolve_execution
+    from models.hb.segmenter_training import DEFAULT_NAME, PackageRequest, SegmenterConfig, train_segmenter
+    from models.registry import SHIPPED_MODEL_DIR
+
+    def given(option: str) -> bool:
+        return ctx.get_parameter_source(option) != ParameterSource.DEFAULT
+
+    config = SegmenterConfig(epochs=epochs) if given("epochs") else SegmenterConfig()
+    name = name if given("name") else DEFAULT_NAME
+    resolve_execution("cpu", threads=threads)
+    options: dict[str, object] = {"epochs": config.epochs} if given("epochs") else {}
+    command = _command_line("train", "hb-localiser", csv_path, **options, threads=threads)
+    request = None
+    if not no_final:
+        directory = out_dir or SHIPPED_MODEL_DIR / name
+        request = PackageRequest(directory, name, model_version, command, _describe(csv_path))
+    try:
+        report, manifest, extra = train_segmenter(
             csv_path, config, request, lambda line: click.echo(f"photomarker: {line}", err=True)
         )
     except PhotomarkerError as error:
         _fail(ctx, error)
         return
+    if manifest is not None and request is not None:
+        click.echo(
+            f"photomarker: wrote {request.directory} (weights {manifest.weights.sha256[:12]}…)", err=True
+        )
     if as_json:
-        click.echo(json.dumps({"task": "tumour", "command": command, **extra, **report.to_json()}, indent=2))
+        out = {"task": "hb-localiser", "command": command, **extra, **report.to_json()}
+        click.echo(json.dumps(out, indent=2))
         return
-    click.echo(f"Cross-validation ({folds}-fold, grouped by patient), out-of-fold, calibrated:")
+    click.echo("Held-out composites (strips from CV groups training never saw):")
     click.echo(report.format_table())
-    click.echo(
-        f"per-fold malignant AUROC {extra['fold_malignant_auroc']}; {extra['total_seconds']:.0f} s in all"
-    )
+
+
+def _evaluate_hb_localiser(ctx: click.Context, csv_path: Path, model_name: str | None, as_json: bool) -> None:
+    from models.errors import ModelNotInstalled
+    from models.hb.segmenter import ARCHITECTURE, TASK, segmenter_from
+    from models.hb.segmenter_training import SegmenterConfig, held_out_scenes, score_localisers, split_strips
+    from models.registry import registry_for
+
+    registry = registry_for(settings_of(ctx).model_dir)
+    try:
+        if model_name is None:
+            candidates = [p for p in registry.for_task(TASK) if p.manifest.architecture.name == ARCHITECTURE]
+            if not candidates:
+                raise ModelNotInstalled("no conjunctiva segmenter package is installed")
+            model_name = candidates[0].name
+        loaded = registry.load(model_name)
+        scenes = held_out_scenes(split_strips(csv_path), SegmenterConfig())
+        report = score_localisers(segmenter_from(loaded), scenes)
+    except PhotomarkerError as error:
+        _fail(ctx, error)
+        return
+    command = _command_line("evaluate", "hb-localiser", csv_path, model=model_name)
+    if as_json:
+        click.echo(json.dumps({"model": model_name, "command": command, **report.to_json()}, indent=2))
+        return
+    click.echo(f"{model_name} {loaded.manifest.version} on held-out composites of {csv_path}:")
+    click.echo(report.format_table())
 
 
 def _evaluate_tumour(
@@ -323,7 +554,9 @@ def _command_line(command: str, task: str, csv_path: Path, **options: object) ->
     """The command as someone would type it to reproduce this run."""
     parts = ["photomarker", command, task, "--data", str(csv_path)]
     for key, value in options.items():
-        parts += [f"--{key.replace('_', '-')}", str(value)]
+        parts.append(f"--{key.replace('_', '-')}")
+        if value is not None:  # None: a flag
+            parts.append(",".join(value) if isinstance(value, tuple) else str(value))
     return shlex.join(parts)
 
 

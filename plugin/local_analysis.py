@@ -200,15 +200,22 @@ def _named_results(report: AnalysisReport) -> list[tuple[str, ModelResult]]:
 
 def _describe(result: ModelResult) -> str:
     if isinstance(result, TisScore):
-        text = f"TIS {result.total} ({result.band.value})"
+        text = (
+            f"TIS {result.total} ({result.band.value}: erythema {result.erythema}, "
+            f"oedema/papulation {result.oedema_papulation}, excoriation {result.excoriation})"
+        )
+        if result.body_site is not None:
+            text += f" on {result.body_site.display.lower()}"
     elif isinstance(result, HbEstimate):
         text = f"Hb {result.g_dl:.1f} g/dL ({result.low:.1f}–{result.high:.1f})"
     elif isinstance(result, TumourAssessment):
         text = f"malignancy probability {result.malignancy_probability:.2f}"
+    elif result.panel == "skin-diagnosis":
+        text = "top 3: " + ", ".join(f"{c.concept.display} ({c.probability:.2f})" for c in result.top_k(3))
     else:
         top = result.top
         text = f"most likely {top.concept.display} ({top.probability:.2f})"
-    abstention = None if isinstance(result, TisScore) else result.abstention
+    abstention = result.abstention
     if abstention is not None:
         # The numbers stay in the record, but the summary leads with the refusal to commit.
         return f"abstained ({abstention.reason}); {text}"

@@ -123,6 +123,61 @@ class Settings(BaseSettings):
     # An auditor session ends this long after login.
     audit_console_session_max_age_s: int = Field(default=8 * 3600, gt=0)
 
+    # --- SMART launch / clinician app ---
+    # The client id this app is registered under at the EHR's authorization server; empty means
+    # the launch page says the app is not registered instead of starting a launch.
+    smart_client_id: str | None = Field(default=None, pattern=r"^[\x21-\x7e]{1,200}$")
+    # Secret of a confidential client (client_secret_basic); empty means a public client (PKCE only).
+    smart_client_secret: SecretStr | None = None
+    # FHIR servers (iss) a launch may name, space-separated; empty means only fhir_base_url. The app
+    # never fetches a discovery document, key set or token from a server a launch names otherwise.
+    smart_allowed_issuers: str = Field(default="", pattern=r"^[A-Za-z0-9:/._\-%~ ]{0,4000}$")
+    # redirect_uri registered for the client; empty means <this app's URL>/smart/callback.
+    smart_redirect_uri: AnyHttpUrl | None = None
+    # A clinician's launch (its tokens, encrypted server-side) is forgotten this long after login.
+    smart_session_max_age_s: int = Field(default=8 * 3600, gt=0)
+    # CSP frame-ancestors of the clinician pages: the EHR origins that may embed the app, or 'none'.
+    clinician_frame_ancestors: str = Field(default="'none'", pattern=r"^[A-Za-z0-9'*:/._\- ]{1,1000}$")
+    # SameSite of the clinician session cookie. "auto": None; Secure over HTTPS (what a cross-site
+    # EHR iframe needs), Lax over plain HTTP. "None" always also makes it Secure.
+    clinician_cookie_samesite: Literal["auto", "None", "Lax", "Strict"] = "auto"
+
+    # --- inbox ---
+    # SMART Backend Services client id of the inbox at the FHIR server's authorization server;
+    # empty means the inbox cannot read photos (notifications are refused, the poller stays idle).
+    inbox_client_id: str | None = Field(default=None, pattern=r"^[\x21-\x7e]{1,200}$")
+    # Scopes the inbox asks for (SMART v2); a token granting fewer is refused, not used half-way.
+    inbox_scopes: str = Field(
+        default=(
+            "system/Media.rs system/DocumentReference.rs system/Binary.r system/Patient.r "
+            "system/Observation.rs system/Observation.c system/Device.rs system/Device.c "
+            "system/Provenance.c system/Communication.c system/Task.c"
+        ),
+        pattern=r"^[A-Za-z0-9/.*_\-?=&| ]{1,2000}$",
+    )
+    # The private key that signs the client assertion (PEM, mode 0600); empty means
+    # <data dir>/keys/inbox-backend.pem, where `photomarker keys generate` puts it.
+    inbox_private_key_path: Path | None = None
+    # Secret the FHIR server sends in the notification header (set in Subscription.channel.header);
+    # empty means every notification is refused.
+    inbox_notification_secret: SecretStr | None = Field(default=None, min_length=16)
+    # Seconds between polls for new photos (the fallback when notifications are lost); 0 = no polling.
+    inbox_poll_interval_s: float = Field(default=300, ge=0)
+    # A poll looks back this far before its cursor: a server may commit a resource a little after
+    # the lastUpdated it stamped on it.
+    inbox_poll_overlap_s: float = Field(default=60, ge=0, le=86400)
+    # Site rules: a photo is patient-submitted when its Media.operator / DocumentReference.author is
+    # a Patient (if true), or it carries one of these meta.tag or type codings ("system|code").
+    inbox_operator_patient: bool = True
+    inbox_submitted_tags: tuple[str, ...] = ()
+    inbox_submitted_types: tuple[str, ...] = ()
+    # Which analyses run, keyed by a body-site / Media type / modality coding ("system|code" or a
+    # bare code) → "skin", "conjunctiva", "auto" or "skip"; "*" is the default (else "auto").
+    inbox_kind_rules: dict[str, Literal["auto", "skin", "conjunctiva", "skip"]] = Field(default_factory=dict)
+    # What a photo failing the quality gate gets, for the patient app to show: a Communication
+    # addressed to the patient, a Task owned by the patient, or nothing beyond the quality result.
+    inbox_retake_resource: Literal["Communication", "Task", "none"] = "Communication"
+
     @field_validator("data_dir", "model_dir", mode="after")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:

@@ -79,7 +79,7 @@ def png_bomb() -> bytes:
 # --- the main job --------------------------------------------------------------------------------
 
 
-def test_example_photo_gives_a_valid_transaction_with_quality_and_no_invented_score() -> None:
+def test_example_photo_gives_a_valid_transaction_with_quality_and_the_skin_results() -> None:
     result = run(str(FOREARM))
     assert result.exit_code == 0, result.output
     bundle = json.loads(result.stdout)
@@ -88,14 +88,23 @@ def test_example_photo_gives_a_valid_transaction_with_quality_and_no_invented_sc
 
     quality = observation(bundle, "photo-quality")
     assert quality["valueCodeableConcept"]["coding"][0]["code"] == "photo-quality-acceptable"
-    for code in ("tis", "skin-condition-probabilities", "skin-tumour-malignancy"):
-        not_run = observation(bundle, code)
-        assert not_run["status"] == "cancelled"
-        assert not_run["dataAbsentReason"]["coding"][0]["code"] == "not-performed"
-        assert not any(key.startswith("value") for key in not_run), "a score was invented"
-        assert "No skin model is installed" in not_run["note"][0]["text"]
+    # The eczema patch is cut out and scored by the shipped (reference) skin models.
+    tis = observation(bundle, "tis")
+    assert 0 <= tis["valueInteger"] <= 9 and len(tis["component"]) == 3
+    assert tis["bodySite"]["coding"], "the body-part model names the site"
+    for code in ("skin-condition-probabilities", "skin-diagnosis-probabilities"):
+        panel = observation(bundle, code)
+        assert panel["status"] == "preliminary" and panel["component"]
+    models = [d for d in resources(bundle, "Device") if "SHA-256 of the model weights" in json.dumps(d)]
+    assert models and all("not for clinical use" in json.dumps(d) for d in models)
+    # No tumour-like growth on this forearm: the tumour analysis says so and invents nothing.
+    tumour = observation(bundle, "skin-tumour-malignancy")
+    assert tumour["status"] == "cancelled"
+    assert tumour["dataAbsentReason"]["coding"][0]["code"] == "not-performed"
+    assert not any(key.startswith("value") for key in tumour), "a score was invented"
+    assert "no tumour-like lesion was found" in tumour["note"][0]["text"].lower()
 
-    (media,) = resources(bundle, "Media")
+    (media,) = [m for m in resources(bundle, "Media") if "Heat map" not in m["content"].get("title", "")]
     stored = base64.b64decode(media["content"]["data"])
     assert b"GPS" not in stored and b"Exif" not in stored, "the photo's metadata went into the EHR"
     for obs in resources(bundle, "Observation"):

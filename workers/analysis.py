@@ -10,7 +10,7 @@ Until a model for an analysis is installed the report says so explicitly
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from fhir_mappings.media import HeatMap
@@ -109,11 +109,30 @@ def _decode_and_gate(request: PhotoRequest, limits: IntakeLimits, thresholds: Qu
     )
     expected = request.requested if request.requested != "auto" else request.kind_hint
     verdict = assess_quality(decoded, thresholds, expected=expected)
+    if expected is None and verdict.content_found == "conjunctiva" and not _shows_an_eyelid(decoded):
+        # Colour alone takes a red rash for mucosa; the conjunctiva network looked and found none.
+        verdict = assess_quality(decoded, thresholds, expected="skin")
     kind: PhotoKind = expected or verdict.content_found or "skin"
     return _Gated(decoded, kind, verdict)
 
 
+def _shows_an_eyelid(photo: DecodedPhoto) -> bool:
+    """``--kind auto``: does a photo whose colours say "conjunctiva" really show one?
+
+    A pre-cropped strip (transparent background) is conjunctiva by construction. Otherwise the
+    installed conjunctiva segmentation network decides; without one, the colour rule stands.
+    """
+    if photo.alpha is not None:
+        return True
+    # Imported here: a worker that is never asked "auto" never loads the Hb localiser.
+    from models.hb.localise import localise_conjunctiva
+
+    where = localise_conjunctiva(photo)
+    return where.found or where.method != "network"
+
+
 def _run_pipelines(photos: Sequence[_Gated], options: EngineOptions) -> None:
+    _check_conjunctiva_found(photos, options)
     # A photo too poor to score gets its quality result (and a retake), nothing else.
     acceptable = [photo for photo in photos if photo.verdict.acceptable]
     for kind, analyses in ANALYSES_BY_KIND.items():
@@ -140,6 +159,25 @@ def _run_pipelines(photos: Sequence[_Gated], options: EngineOptions) -> None:
                 if outcome.explanation is not None:
                     png = render_overlay(photo.decoded.pixels, outcome.explanation)
                     photo.heatmaps.append(HeatMap(analysis, pipeline.model, png))
+
+
+def _check_conjunctiva_found(photos: Sequence[_Gated], options: EngineOptions) -> None:
+    """Conjunctiva photos that pass the gate also need their conjunctiva found, or they are retaken.
+
+    A photo in which the localiser finds no palpebral conjunctiva is a photo to take again,
+    which the quality result says (with advice) — not an Hb analysis that failed.
+    """
+    to_check = [p for p in photos if p.kind == "conjunctiva" and p.verdict.acceptable]
+    if not to_check:
+        return
+    # Imported here: skin-only workers never load the Hb localiser or its network.
+    from models.hb.localise import conjunctiva_found_check
+
+    for photo in to_check:
+        check = conjunctiva_found_check(photo.decoded, options.model_dir)
+        # Conjunctiva-coloured pixels are not a conjunctiva: the note must not say one was found.
+        found = photo.verdict.content_found if check.passed else None
+        photo.verdict = replace(photo.verdict, checks=(*photo.verdict.checks, check), content_found=found)
 
 
 def _report(photo: _Gated) -> AnalysedPhoto:

@@ -149,10 +149,9 @@ class FhirClient:
                     raise
                 wait = self.retry.delay(retry, error.retry_after)
                 log.info(
-                    "FHIR %s %s unavailable (%s); retry %d in %.1f s",
+                    "FHIR %s %s unavailable; retry %d in %.1f s",
                     method,
-                    path or "/",
-                    error.message,
+                    _resource_type(path),
                     retry + 1,
                     wait,
                 )
@@ -186,7 +185,8 @@ class FhirClient:
             raise FhirServerUnavailable(
                 f"FHIR server unreachable ({type(exc).__name__}) for {where}"
             ) from None
-        log.debug("FHIR %s → %s (%d bytes)", where, status, len(raw))
+        # Only the resource type: an id (Patient/123) in an application log is patient data.
+        log.debug("FHIR %s %s → %s (%d bytes)", method, _resource_type(path), status, len(raw))
         if status >= 300:
             raise FhirServerError(f"FHIR server answered {status} to {where}{_diagnostics(raw)}")
         try:
@@ -242,3 +242,10 @@ def _diagnostics(raw: bytes) -> str:
         if isinstance(issue, dict)
     ]
     return (": " + "; ".join(texts))[:500] if texts else ""
+
+
+def _resource_type(path: str) -> str:
+    """``Patient/123/_history/2`` → ``Patient/…``: what a log line may say about a request."""
+    head, query, _ = path.lstrip("/").partition("?")
+    first, _, rest = head.partition("/")
+    return f"{first or '/'}{'/…' if rest else ''}{'?…' if query else ''}"

@@ -53,7 +53,10 @@ class ModelEnsemble(nn.Module):
 
 
 def output_count(manifest: ModelManifest) -> int:
-    return len(manifest.labels) if manifest.output.kind == "classifier" else 1
+    output = manifest.output
+    if output.kind == "regressor":
+        return 1
+    return len(manifest.labels) * (output.levels or 1)
 
 
 def cam_layer_of(manifest: ModelManifest) -> str:

@@ -211,6 +211,7 @@ class Predict:
     def __init__(self, network: PreparedNetwork, manifest: ModelManifest, *, explain: bool) -> None:
         self.network = network
         self.kind = manifest.output.kind
+        self.levels = manifest.output.levels
         self.temperature = manifest.calibration.temperature
         self.explain = explain
 
@@ -241,6 +242,11 @@ class Predict:
             target = aggregate_classifier(raw.detach(), self.temperature).top
             index = target.view(1, 1, -1, 1).expand(*raw.shape[:3], 1)
             score = raw.gather(3, index).sum()
+        elif self.kind == "ordinal" and self.levels is not None:
+            # Explain the expected severity (sum over items of each item's expected level).
+            per_item = raw.reshape(*raw.shape[:3], -1, self.levels)
+            scale = torch.arange(self.levels, dtype=per_item.dtype, device=per_item.device)
+            score = (torch.softmax(per_item / self.temperature, dim=-1) * scale).sum()
         else:
             score = raw.sum()
         gradients = torch.autograd.grad(score, activations)

@@ -4,7 +4,7 @@ in the Observation, batching across requests, and "not performed" when no model 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,8 +16,10 @@ from PIL import Image, ImageFilter
 from fhir_mappings.bundle import build_result_bundle
 from fhir_mappings.context import Requester, ResultContext
 from fhir_mappings.media import build_file_media
+from fhir_mappings.observations import analysis_of
 from fhir_mappings.photo import Photo
 from models import pipelines
+from models import registry as registry_module
 from models.engine.options import EngineOptions
 from models.engine.reference_train import NAME as REFERENCE
 from models.engine.stages import StageTimings
@@ -50,7 +52,18 @@ def good_skin() -> bytes:
 
 
 @pytest.fixture
-def condition_model_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def only_test_packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Hide the shipped packages (skin, tumour, Hb): these tests watch the engine's generic path."""
+    empty = tmp_path / "shipped"
+    empty.mkdir()
+    monkeypatch.setattr(registry_module, "SHIPPED_MODEL_DIR", empty)
+    pipelines.clear_pipeline_cache()
+    yield empty
+    pipelines.clear_pipeline_cache()
+
+
+@pytest.fixture
+def condition_model_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, only_test_packages: Path) -> Path:
     """A test-only package: the reference weights filed under the skin-condition analysis."""
     root = tmp_path / "models"
     repackaged_reference(root, "test-condition", task="skin-condition")
@@ -65,7 +78,11 @@ def test_the_reference_model_never_produces_a_result(good_skin: bytes) -> None:
     assert all(model.name != REFERENCE for model, _ in report.model_results)
     registry = registry_for(None)
     uninstalled = [a for a in ANALYSES_BY_KIND["skin"] if not registry.for_task(a)]
-    assert [item.analysis for item in report.not_performed] == uninstalled
+    not_performed = [item.analysis for item in report.not_performed]
+    assert set(uninstalled) <= set(not_performed)
+    # Every skin analysis either gave a result or says plainly why it did not.
+    scored = {analysis_of(result) for _, result in report.model_results}
+    assert sorted(scored | set(not_performed)) == sorted(ANALYSES_BY_KIND["skin"])
     assert all("no score was produced" in item.reason for item in report.not_performed)
 
 
@@ -77,7 +94,11 @@ def test_an_installed_classifier_gives_a_result_and_a_heat_map(
     assert isinstance(result, ConditionProbabilities)
     assert model.name == "test-condition" and model.reference_only
     assert sum(c.probability for c in result.classes) == pytest.approx(1.0, abs=1e-5)
-    assert [item.analysis for item in analysed.report.not_performed] == ["tis", "skin-tumour"]
+    assert [item.analysis for item in analysed.report.not_performed] == [
+        "tis",
+        "skin-diagnosis",
+        "skin-tumour",
+    ]
     (heatmap,) = analysed.heatmaps
     assert heatmap.analysis == "skin-condition" and heatmap.model == model
     assert Image.open(io.BytesIO(heatmap.png)).size == (512, 384)
@@ -141,7 +162,7 @@ class RecordingPipeline:
 
 
 def test_photos_from_several_requests_go_through_a_pipeline_as_one_batch(
-    good_skin: bytes, monkeypatch: pytest.MonkeyPatch
+    good_skin: bytes, monkeypatch: pytest.MonkeyPatch, only_test_packages: Path
 ) -> None:
     recorder = RecordingPipeline([])
     monkeypatch.setitem(pipelines._REGISTERED, "skin-tumour", lambda options: recorder)

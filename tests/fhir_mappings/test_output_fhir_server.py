@@ -7,6 +7,7 @@ entries must land on the server's ids; AuditEvents and CodeSystems must be accep
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import replace
 from typing import Any
 
@@ -54,7 +55,9 @@ def file_bundle() -> dict[str, Any]:
         file_sha256=hashlib.sha256(original).hexdigest(),
         canonical=CANONICAL,
         issued=ISSUED,
-        software_version="0.1.0",
+        # A version no other test writes: the server is shared by the session, and another
+        # test's results may already have created the Device of the real version.
+        software_version=f"0.1.0+test.{uuid.uuid4().hex[:8]}",
         requester=Requester(display="cli:alice"),
         patient_facts=PatientFacts(age_months=400, sex="female"),
     )

@@ -1,0 +1,108 @@
+"""What each skin task trains: its input, network, outputs, registry task and package name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from models.manifest import LabelSpec
+from models.skin.dataset import SkinTask
+from models.skin.labels import AD_COMPLICATIONS, BODY_PARTS
+from models.skin.networks import LESION_ARCHITECTURE, LESION_CAM_LAYER
+from models.skin.pipeline import BODY_PART_TASK, LESION_TASK
+from models.skin.training import Objective
+
+WHOLE_PHOTO: Final = "whole photo"
+LESION_CROP: Final = "lesion crop"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    task: SkinTask
+    registry_task: str  # the manifest's task (an analysis name where the package serves one)
+    description: str
+    objective: Objective
+    input_size: int
+    sees: str  # WHOLE_PHOTO or LESION_CROP
+    architecture: str
+    cam_layer: str | None
+    default_name: str
+    labels: tuple[LabelSpec, ...] = ()  # empty: taken from the manifest's column (diagnosis)
+    levels: int | None = None
+    dihedral: bool = True
+
+
+LESION_LABELS: Final = (
+    LabelSpec(code="no-lesion", display="No lesion"),
+    LabelSpec(code="rash-lesion", display="Rash (inflammatory) lesion"),
+    LabelSpec(code="tumour-lesion", display="Tumour-like growth"),
+)
+TIS_LABELS: Final = (
+    LabelSpec(code="tis-erythema", display="Erythema (0–3)"),
+    LabelSpec(code="tis-oedema-papulation", display="Oedema/papulation (0–3)"),
+    LabelSpec(code="tis-excoriation", display="Excoriation (0–3)"),
+)
+
+TASKS: Final[dict[SkinTask, TaskSpec]] = {
+    "body-part": TaskSpec(
+        "body-part",
+        BODY_PART_TASK,
+        "Body part shown in a skin photo (or no skin)",
+        "classifier",
+        96,
+        WHOLE_PHOTO,
+        "reference-cnn",
+        None,
+        "skin-body-part-reference",
+        BODY_PARTS,
+        dihedral=False,
+    ),
+    "lesion": TaskSpec(
+        "lesion",
+        LESION_TASK,
+        "Lesion extraction: rash lesions and tumour-like growths, per pixel",
+        "segmenter",
+        96,
+        WHOLE_PHOTO,
+        LESION_ARCHITECTURE,
+        LESION_CAM_LAYER,
+        "skin-lesion-reference",
+        LESION_LABELS,
+    ),
+    "tis": TaskSpec(
+        "tis",
+        "tis",
+        "Three Item Severity items (erythema, oedema/papulation, excoriation, 0–3) of an eczema lesion",
+        "ordinal",
+        96,  # not 64: papules and scratch marks are a few pixels across in a crop
+        LESION_CROP,
+        "reference-cnn",
+        None,
+        "skin-tis-reference",
+        TIS_LABELS,
+        levels=4,
+    ),
+    "ad-complications": TaskSpec(
+        "ad-complications",
+        "skin-condition",
+        "Atopic dermatitis vs its complications (impetigo, eczema herpeticum, mycosis fungoides) on a lesion",
+        "classifier",
+        64,
+        LESION_CROP,
+        "reference-cnn",
+        None,
+        "skin-ad-complications-reference",
+        AD_COMPLICATIONS,
+    ),
+    "diagnosis": TaskSpec(
+        "diagnosis",
+        "skin-diagnosis",
+        "N-class skin-disease diagnosis of a lesion (top-1/3/5)",
+        "classifier",
+        64,
+        LESION_CROP,
+        "reference-cnn",
+        None,
+        "skin-diagnosis-reference",
+    ),
+}
