@@ -399,7 +399,6 @@ class AuditorLoginFailed(PhotomarkerError):
     issue_type = "login"
 
 
-
 # --- SMART launch and the clinician app ---------------------------------------------------------
 
 

@@ -218,6 +218,21 @@ def registry_for(model_dir: Path | None) -> ModelRegistry:
     return ModelRegistry(model_dirs(model_dir))
 
 
+@dataclass(frozen=True)
+class PackageRequest:
+    """Where a training run writes its package, under which name and version, and how it was made.
+
+    ``command`` is what someone types to make it again (it goes into the card); the data
+    description names the training data in the manifest.
+    """
+
+    directory: Path
+    name: str
+    version: str
+    command: str
+    data_description: str
+
+
 def save_model_package(
     directory: Path,
     manifest: ModelManifest,

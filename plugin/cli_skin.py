@@ -71,10 +71,10 @@ def train_skin(
     as_json: bool,
 ) -> None:
     from models.engine.execution import resolve_execution
-    from models.registry import SHIPPED_MODEL_DIR
+    from models.registry import SHIPPED_MODEL_DIR, PackageRequest
     from models.skin.tasks import TASKS
     from models.skin.training import SkinTrainingConfig
-    from models.skin.workflow import PackageRequest, train_task
+    from models.skin.workflow import train_task
 
     spec = TASKS[task]  # type: ignore[index]
     resolve_execution("cpu", threads=threads)

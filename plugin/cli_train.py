@@ -221,9 +221,9 @@ def train(
     from models.engine.execution import resolve_execution
     from models.hb.cnn import CnnTraining
     from models.hb.dataset import load_dataset
-    from models.hb.package import PackageRequest, cv_summary_json, save_hb_package
+    from models.hb.package import cv_summary_json, save_hb_package
     from models.hb.training import HbTrainingConfig, cross_validate, prepare, train_final
-    from models.registry import SHIPPED_MODEL_DIR
+    from models.registry import SHIPPED_MODEL_DIR, PackageRequest
 
     resolve_execution("cpu", threads=threads)
     command = _command_line(
@@ -369,8 +369,8 @@ def _train_tumour(
     from click.core import ParameterSource
 
     from models.engine.execution import resolve_execution
-    from models.registry import SHIPPED_MODEL_DIR
-    from models.tumour.package import DEFAULT_NAME, PackageRequest
+    from models.registry import SHIPPED_MODEL_DIR, PackageRequest
+    from models.tumour.package import DEFAULT_NAME
     from models.tumour.training import AUGMENTATIONS, TumourTrainingConfig
     from models.tumour.workflow import run_training
 
@@ -461,8 +461,8 @@ def _train_hb_localiser(
     from click.core import ParameterSource
 
     from models.engine.execution import resolve_execution
-    from models.hb.segmenter_training import DEFAULT_NAME, PackageRequest, SegmenterConfig, train_segmenter
-    from models.registry import SHIPPED_MODEL_DIR
+    from models.hb.segmenter_training import DEFAULT_NAME, SegmenterConfig, train_segmenter
+    from models.registry import SHIPPED_MODEL_DIR, PackageRequest
 
     def given(option: str) -> bool:
         return ctx.get_parameter_source(option) != ParameterSource.DEFAULT

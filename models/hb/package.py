@@ -7,9 +7,7 @@ train hb`` just ran (the card quotes the command); nothing is typed in by hand.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any, Final
 
 from models.engine.network import ensemble_state_dict
@@ -32,7 +30,7 @@ from models.manifest import (
     TtaSpec,
     WeightsSpec,
 )
-from models.registry import PENDING_SHA256, save_model_package
+from models.registry import PENDING_SHA256, PackageRequest, save_model_package
 
 DEFAULT_NAME: Final = "hb-conjunctiva"
 CITATION: Final = (
@@ -47,15 +45,6 @@ INTENDED_USE: Final = (
     "other lighting, other skin tones) nothing is known about its accuracy. Never a substitute "
     "for a blood test."
 )
-
-
-@dataclass(frozen=True)
-class PackageRequest:
-    directory: Path
-    name: str
-    version: str
-    command: str
-    data_description: str
 
 
 def save_hb_package(request: PackageRequest, cv: CrossValidation, final: FinalModel) -> ModelManifest:

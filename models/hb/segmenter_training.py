@@ -65,7 +65,7 @@ from models.manifest import (
     TtaSpec,
     WeightsSpec,
 )
-from models.registry import PENDING_SHA256, save_model_package
+from models.registry import PENDING_SHA256, PackageRequest, save_model_package
 
 DEFAULT_NAME: Final = "hb-conjunctiva-localiser"
 REFERENCE_LABEL: Final = "reference — trained on generated composites"
@@ -328,15 +328,6 @@ def choose_rule(network: ConjunctivaUNet, strips: Sequence[Strip], config: Segme
 
 def held_out_scenes(split: StripSplit, config: SegmenterConfig) -> list[Scene]:
     return make_scenes(split.held_out, config.held_out_scenes, SEEDS["held-out"])
-
-
-@dataclass(frozen=True)
-class PackageRequest:
-    directory: Path
-    name: str
-    version: str
-    command: str
-    data_description: str
 
 
 def train_segmenter(

@@ -29,6 +29,7 @@ from models.engine.ensemble import aggregate_classifier
 from models.engine.network import ensemble_state_dict
 from models.engine.tta import apply_geometry
 from models.errors import DatasetError
+from models.evaluation import pearson_r
 from models.manifest import (
     ALL_TTA_VIEWS,
     AbstentionPolicy,
@@ -44,7 +45,7 @@ from models.manifest import (
     TtaView,
     WeightsSpec,
 )
-from models.registry import PENDING_SHA256, save_model_package
+from models.registry import PENDING_SHA256, PackageRequest, save_model_package
 from models.skin.dataset import (
     SkinRow,
     SkinTask,
@@ -75,15 +76,6 @@ from models.skin.training import (
 
 Progress = Callable[[str], None]
 StepReport = Callable[[int, int], None]  # (steps done, steps in all) across every member
-
-
-@dataclass(frozen=True)
-class PackageRequest:
-    directory: Path
-    name: str
-    version: str
-    command: str
-    data_description: str
 
 
 @dataclass(frozen=True)
@@ -279,10 +271,10 @@ def _calibrate(
         predicted_items = probabilities.mean(dim=(0, 1)).argmax(-1)  # (N, items)
         total_pred = predicted_items.sum(1).float().numpy()
         total_true = targets.sum(1).float().numpy()
-        metrics = {
-            "validation_total_mae": float(np.abs(total_pred - total_true).mean()),
-            "validation_total_pearson_r": float(np.corrcoef(total_pred, total_true)[0, 1]),
-        }
+        metrics = {"validation_total_mae": float(np.abs(total_pred - total_true).mean())}
+        r = float(pearson_r(total_true.astype(np.float64), total_pred.astype(np.float64)))
+        if np.isfinite(r):  # undefined when every prediction is the same (a barely trained model)
+            metrics["validation_total_pearson_r"] = r
         threshold = quantile_threshold(spread, 0.95)
     else:
         fit = fit_temperature(logits, targets)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -29,7 +28,7 @@ from models.manifest import (
     TtaSpec,
     WeightsSpec,
 )
-from models.registry import PENDING_SHA256, save_model_package
+from models.registry import PENDING_SHA256, PackageRequest, save_model_package
 from models.tumour.dataset import CLASSES, LABELS, TumourSample, input_spec
 from models.tumour.metadata import MetadataComparison
 from models.tumour.report import TARGET_SENSITIVITY, BinaryFigures, TumourReport
@@ -70,15 +69,6 @@ MIN_SPREAD: Final = 0.05
 CODE_STATUS: Final = {"BCC": "confirmed", "MEL": "verify (public sources conflict)", "NEV": "confirmed"}
 ABLATION_FILE: Final = "models/tumour/ABLATION.md"
 REFERENCE_NOTE: Final = " Every result it produces is marked *reference — not for clinical use*."
-
-
-@dataclass(frozen=True)
-class PackageRequest:
-    directory: Path
-    name: str
-    version: str
-    command: str
-    data_description: str
 
 
 def calibrate(cv: CrossValidation, labels: np.ndarray) -> tuple[Calibration, AbstentionPolicy]:

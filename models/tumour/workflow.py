@@ -10,10 +10,11 @@ import numpy as np
 import torch
 
 from models.engine.ensemble import aggregate_classifier
+from models.registry import PackageRequest
 from models.tumour.dataset import load_images, load_samples
 from models.tumour.metadata import compare_with_metadata
 from models.tumour.network import cam_layer
-from models.tumour.package import PackageRequest, calibrate, save_tumour_package
+from models.tumour.package import calibrate, save_tumour_package
 from models.tumour.report import TumourReport, tumour_report
 from models.tumour.training import (
     Progress,

@@ -15,14 +15,13 @@ from models.hb.scenes import eyelid_scene, negative_scene
 from models.hb.segmenter import MIN_CONFIDENCE, TASK, installed_segmenter
 from models.hb.segmenter_training import (
     REFERENCE_LABEL,
-    PackageRequest,
     SegmenterConfig,
     split_strips,
     train_segmenter,
 )
 from models.hb.strip import load_strip
 from models.intake import DecodedPhoto, IntakeLimits, decode_photo
-from models.registry import SHIPPED_MODEL_DIR, ModelRegistry
+from models.registry import SHIPPED_MODEL_DIR, ModelRegistry, PackageRequest
 from tests.hb.conftest import strip_png
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
