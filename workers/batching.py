@@ -206,7 +206,7 @@ class _Batch:
     def _write_back(self, item: _Prepared, analysed: AnalysedPhoto) -> None:
         job, photo = item.job, item.photo
         facts = facts_for_interpretation(photo, analysed.report, client=item.client, issued=self.issued)
-        requester = Requester(display=job.requested_by)
+        requester = requester_of(job.requested_by)
         bundle = result_bundle(
             photo, item.data, analysed, self.settings, issued=self.issued, requester=requester, facts=facts
         )
@@ -327,3 +327,18 @@ def written_references(response: dict[str, Any]) -> tuple[str, ...]:
 
 def _internal() -> InternalError:
     return InternalError("unexpected error while analysing the photo; the worker log has the details")
+
+
+# A verified fhirUser ("Practitioner/7" or an absolute URL) as the jobs API and the clinician app
+# record it; anything else (an API token's name, the inbox service) is named, not referenced.
+_FHIR_USER = re.compile(
+    r"^(?:https://[^\s]+/)?(?:Practitioner|PractitionerRole|Patient|RelatedPerson|Person)/[A-Za-z0-9\-.]{1,64}$"
+)
+
+
+def requester_of(requested_by: str) -> Requester:
+    """Who the Provenance names: the clinician's fhirUser as a reference when it was verified."""
+    kind, _, who = requested_by.partition(":")
+    if kind == "clinician" and _FHIR_USER.match(who):
+        return Requester(reference=who, display=requested_by)
+    return Requester(display=requested_by)
