@@ -175,10 +175,18 @@ def _shipped() -> Path:
 
 
 def evaluate_skin_command(
-    ctx: click.Context, task: str, csv_path: Path, model_name: str | None, as_json: bool
+    ctx: click.Context,
+    task: str,
+    csv_path: Path,
+    model_name: str | None,
+    as_json: bool,
+    *,
+    record: bool = False,
 ) -> None:
     try:
         evaluation = _evaluate(ctx, task, csv_path, model_name)
+        if record:
+            _record(ctx, task, csv_path, evaluation)
     except PhotomarkerError as error:
         click.echo(f"photomarker: {error.code}: {error.message}", err=True)
         ctx.exit(1)
@@ -191,6 +199,19 @@ def evaluate_skin_command(
     reference = " (reference — not for clinical use)" if evaluation.reference_only else ""
     click.echo(f"{evaluation.model} {evaluation.version}{reference} on {csv_path} (n={evaluation.n}):")
     click.echo(evaluation.format_table())
+
+
+def _record(ctx: click.Context, task: str, csv_path: Path, evaluation: Any) -> None:
+    """The figures into the scored package's manifest and card (its weights are not touched)."""
+    from models.registry import registry_for
+    from models.skin.package import record_evaluation, training_config_of
+    from models.skin.tasks import TASKS
+
+    package = registry_for(settings_of(ctx).model_dir).get(evaluation.model)
+    spec = TASKS[task]  # type: ignore[index]
+    command = command_line("evaluate", task, csv_path, model=evaluation.model)
+    record_evaluation(package.directory, evaluation, command, spec, training_config_of(package.manifest))
+    click.echo(f"photomarker: recorded in {package.directory.name}/{package.manifest.card}", err=True)
 
 
 def command_line(command: str, task: str, csv_path: Path, **options: object) -> str:

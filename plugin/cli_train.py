@@ -301,6 +301,11 @@ def train(
 )
 @click.option("--resamples", default=2000, show_default=True, type=click.IntRange(100, 100_000))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--record",
+    is_flag=True,
+    help="Skin tasks: write these figures (and this command) into the package's manifest and card.",
+)
 @click.pass_context
 def evaluate(
     ctx: click.Context,
@@ -310,10 +315,11 @@ def evaluate(
     grouping: str,
     resamples: int,
     as_json: bool,
+    record: bool,
 ) -> None:
     """Score an installed TASK model on labelled photos (no training)."""
     if task in SKIN_TASKS:
-        evaluate_skin_command(ctx, task, csv_path, model_name, as_json)
+        evaluate_skin_command(ctx, task, csv_path, model_name, as_json, record=record)
         return
     if task == "tumour":
         _evaluate_tumour(ctx, csv_path, model_name, resamples, as_json)

@@ -38,6 +38,7 @@ from models.skin.pipeline import (
     CropModel,
     LesionExtractor,
     SkinAnalysisPipeline,
+    lesion_regions,
     skin_finder,
 )
 from models.skin.tasks import TASKS
@@ -258,8 +259,14 @@ def _evaluate_lesions(
     for start in range(0, len(rows), _CHUNK):
         chunk = rows[start : start + _CHUNK]
         photos = _photos(chunk)
-        maps = extractor.probabilities(photos).numpy().argmax(1)  # (N, S, S)
-        for row, photo, predicted in zip(chunk, photos, maps, strict=True):
+        for row, photo, probabilities in zip(
+            chunk, photos, extractor.probabilities(photos).numpy(), strict=True
+        ):
+            # What the pipeline would cut out: the kept regions, each with its class.
+            regions = lesion_regions(probabilities)
+            predicted = np.zeros(probabilities.shape[1:], dtype=np.int64)
+            for region in regions:
+                predicted[region.mask] = 1 if region.kind == "rash" else 2
             if row.mask is None:  # rows_for("lesion") keeps only rows with a mask
                 continue
             size = predicted.shape[0]
@@ -270,7 +277,7 @@ def _evaluate_lesions(
             real = [i + 1 for i, area in enumerate(areas) if area / (size * size) >= MIN_LESION_SHARE]
             found = predicted > 0
             if not real:
-                clean_ok.append(float(components(found)[1] == 0 or _largest_share(found) < MIN_LESION_SHARE))
+                clean_ok.append(float(not regions))
                 clean_groups.append(row.patient_id)
                 per_row.append(None)
                 continue
@@ -330,13 +337,6 @@ def _evaluate_lesions(
             "lesions": len(lesion_hit),
         },
     )
-
-
-def _largest_share(found: NDArray[np.bool_]) -> float:
-    labels, count = components(found)
-    if count == 0:
-        return 0.0
-    return float(np.bincount(labels.ravel())[1:].max() / found.size)
 
 
 def _evaluate_tis(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -116,3 +117,16 @@ def record_evaluation(
     save_manifest(updated, directory / MANIFEST_FILE)
     (directory / updated.card).write_text(model_card(updated, spec, config), encoding="utf-8")
     return updated
+
+
+def training_config_of(manifest: ModelManifest) -> SkinTrainingConfig:
+    """The epochs and members a package was trained with, from the command its card records."""
+    from models.skin.training import SkinTrainingConfig
+
+    words = manifest.training_data.summary.split()
+    config = SkinTrainingConfig(members=manifest.architecture.ensemble_size)
+    if "--epochs" in words:
+        value = words[words.index("--epochs") + 1].strip("`;.")
+        if value.isdigit():
+            config = replace(config, epochs=int(value))
+    return config

@@ -50,9 +50,7 @@ def results_of(report: object) -> dict[str, object]:
 
 
 def test_an_eczema_photo_gets_tis_condition_and_diagnosis_with_body_site_and_heat_maps() -> None:
-    data, _ = scene_photo(
-        101, body_part="upper-limb", condition="atopic-dermatitis", tis=(3, 2, 3), zoom=1.6
-    )
+    data, _ = scene_photo(101, body_part="upper-limb", condition="atopic-dermatitis", tis=(3, 2, 3), zoom=1.6)
     analysed = analyse_photo(data, load_settings(), requested="skin")
     found = results_of(analysed.report)
     tis = found["TisScore"]

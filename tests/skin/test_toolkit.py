@@ -99,3 +99,19 @@ def test_evaluate_without_a_model_is_a_clear_error(generated: Path, tmp_path: Pa
     result = invoke("evaluate", "body-part", "--data", str(generated), "--model", "nothing-here", env=env)
     assert result.exit_code == 1
     assert "model-not-installed" in result.output
+
+
+def test_evaluate_record_writes_the_figures_and_command_into_the_card(
+    model_dir: Path, generated: Path
+) -> None:
+    env = {"PHOTOMARKER_MODEL_DIR": str(model_dir)}
+    result = invoke(
+        "evaluate", "lesion", "--data", str(generated), "--model", "my-lesion", "--record", env=env
+    )
+    assert result.exit_code == 0, result.output
+    manifest = load_manifest(model_dir / "my-lesion")
+    assert manifest.evaluation.command == f"photomarker evaluate lesion --data {generated} --model my-lesion"
+    assert manifest.evaluation.n == 96 and "detection_rate" in manifest.evaluation.metrics
+    card = (model_dir / "my-lesion" / manifest.card).read_text(encoding="utf-8")
+    assert manifest.evaluation.command in card and "| detection_rate |" in card
+    assert "trained with `photomarker train lesion" in card  # the training command stays
