@@ -148,11 +148,16 @@ def _evaluate(
 
     from models.engine.options import EngineOptions
     from models.pipelines import clear_pipeline_cache
+    from models.registry import SHIPPED_MODEL_DIR
     from models.skin.evaluate import evaluate_skin
 
     settings = settings_of(ctx)
     options = EngineOptions.from_settings(settings)
-    if extra_dir is not None and options.model_dir is None and extra_dir.resolve() != _shipped().resolve():
+    if (
+        extra_dir is not None
+        and options.model_dir is None
+        and extra_dir.resolve() != SHIPPED_MODEL_DIR.resolve()
+    ):
         options = replace(options, model_dir=extra_dir)
     clear_pipeline_cache()  # a package written a moment ago must be seen
     stderr = sys.stderr
@@ -166,12 +171,6 @@ def _evaluate(
             shown = done
 
         return evaluate_skin(task, csv_path, options, model_name=model_name, progress=progress)  # type: ignore[arg-type]
-
-
-def _shipped() -> Path:
-    from models.registry import SHIPPED_MODEL_DIR
-
-    return SHIPPED_MODEL_DIR
 
 
 def evaluate_skin_command(

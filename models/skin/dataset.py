@@ -39,7 +39,7 @@ from PIL import Image
 
 from models.errors import DatasetError
 from models.skin.labels import AD_COMPLICATION_KEYS, BODY_PART_KEYS, TIS_ITEMS
-from models.skin.synthetic import TUMOUR, generate_scene
+from models.skin.synthetic import CONDITIONS, TUMOUR, generate_scene
 
 SkinTask = Literal["body-part", "lesion", "tis", "ad-complications", "diagnosis"]
 SKIN_TASKS: Final[tuple[SkinTask, ...]] = get_args(SkinTask)
@@ -276,8 +276,6 @@ def write_generated_set(
     out_dir: Path, count: int, seed: int, size: int = 256, progress: Progress | None = None
 ) -> Path:
     """Generate ``count`` photos with masks and labels under ``out_dir``; returns the manifest path."""
-    from models.skin.synthetic import CONDITIONS
-
     rng = np.random.default_rng(seed)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)

@@ -143,17 +143,6 @@ def _photos(rows: Sequence[SkinRow]) -> list[DecodedPhoto]:
     return out
 
 
-def _chunks(
-    rows: Sequence[SkinRow], progress: Progress | None
-) -> list[tuple[list[SkinRow], list[DecodedPhoto]]]:
-    out = []
-    for start in range(0, len(rows), _CHUNK):
-        chunk = list(rows[start : start + _CHUNK])
-        out.append((chunk, _photos(chunk)))
-    del progress
-    return out
-
-
 def evaluate_skin(
     task: SkinTask,
     csv_path: Path,

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from models.manifest import MANIFEST_FILE, Evaluation, ModelManifest, load_manifest, save_manifest
+from models.skin.tasks import LESION_CROP, TaskSpec
+from models.skin.training import SkinTrainingConfig
 
 if TYPE_CHECKING:
     from models.skin.evaluate import SkinEvaluation
-    from models.skin.tasks import TaskSpec
-    from models.skin.training import SkinTrainingConfig
 
 REFERENCE_BANNER = (
     "> **Reference — not for clinical use.** Trained only on generated photos (cartoons of skin disease "
@@ -101,7 +101,7 @@ def record_evaluation(
     """Put held-out figures (from ``photomarker evaluate``) into a written package's manifest and card."""
     manifest = load_manifest(directory)
     scored_on = (
-        "end to end (lesion extraction, then this model)" if spec.sees == "lesion crop" else "on whole photos"
+        "end to end (lesion extraction, then this model)" if spec.sees == LESION_CROP else "on whole photos"
     )
     updated = manifest.model_copy(
         update={
@@ -121,8 +121,6 @@ def record_evaluation(
 
 def training_config_of(manifest: ModelManifest) -> SkinTrainingConfig:
     """The epochs and members a package was trained with, from the command its card records."""
-    from models.skin.training import SkinTrainingConfig
-
     words = manifest.training_data.summary.split()
     config = SkinTrainingConfig(members=manifest.architecture.ensemble_size)
     if "--epochs" in words:

@@ -23,7 +23,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 import numpy as np
@@ -244,7 +244,8 @@ def _crop(photo: DecodedPhoto, box: Box, alpha: Image.Image | None = None) -> De
 class BodyPartClassifier:
     def __init__(self, loaded: LoadedModel, execution: Execution, options: EngineOptions) -> None:
         self.manifest = loaded.manifest
-        self.stages = build_model_pipeline(loaded, execution, _no_heatmaps(options))
+        # The body part needs no heat map: it is not a result of its own.
+        self.stages = build_model_pipeline(loaded, execution, replace(options, heatmaps=False))
 
     def __call__(self, photos: Sequence[DecodedPhoto]) -> list[tuple[LabelSpec, float]]:
         out = []
@@ -253,12 +254,6 @@ class BodyPartClassifier:
             best = int(np.argmax(probabilities))
             out.append((self.manifest.labels[best], float(probabilities[best])))
         return out
-
-
-def _no_heatmaps(options: EngineOptions) -> EngineOptions:
-    from dataclasses import replace
-
-    return replace(options, heatmaps=False)
 
 
 class SkinFinder:
@@ -505,15 +500,15 @@ _PACKAGE_TASK: Final[dict[AnalysisName, str]] = {
     "skin-diagnosis": "skin-diagnosis",
     "skin-tumour": "skin-tumour",
 }
-_FINDERS: dict[tuple[EngineOptions], SkinFinder | None] = {}
+_FINDERS: dict[EngineOptions, SkinFinder | None] = {}
 _FINDERS_LOCK = threading.Lock()
 
 
 def skin_finder(options: EngineOptions) -> SkinFinder | None:
     """Body part + lesion extraction from the installed packages (one per process and options)."""
     with _FINDERS_LOCK:
-        if (options,) in _FINDERS:
-            return _FINDERS[(options,)]
+        if options in _FINDERS:
+            return _FINDERS[options]
     registry = registry_for(options.model_dir)
     lesion_packages = registry.for_task(LESION_TASK)
     finder = None
@@ -528,7 +523,7 @@ def skin_finder(options: EngineOptions) -> SkinFinder | None:
         )
         finder = SkinFinder(extractor, body)
     with _FINDERS_LOCK:
-        return _FINDERS.setdefault((options,), finder)
+        return _FINDERS.setdefault(options, finder)
 
 
 def skin_pipeline(analysis: AnalysisName, options: EngineOptions) -> SkinAnalysisPipeline | None:

@@ -146,17 +146,3 @@ def balanced_weights(labels: NDArray[np.int64], classes: int) -> Tensor:
     counts = np.bincount(labels, minlength=classes).astype(np.float64)
     weights = 1 / np.sqrt(np.maximum(counts, 1))
     return torch.tensor(weights / weights.mean(), dtype=torch.float32)
-
-
-@torch.inference_mode()
-def predict_logits(members: Sequence[nn.Module], images: Tensor, batch: int = 128) -> Tensor:
-    """(M, N, C) raw outputs of each member on the untouched images (validation, calibration)."""
-    outputs = []
-    for member in members:
-        member.eval()
-        chunks = [
-            member(normalise(images[i : i + batch].float().div(255)))
-            for i in range(0, images.shape[0], batch)
-        ]
-        outputs.append(torch.cat(chunks))
-    return torch.stack(outputs)

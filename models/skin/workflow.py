@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from models.engine.calibration import fit_temperature, quantile_threshold
 from models.engine.ensemble import aggregate_classifier
 from models.engine.network import ensemble_state_dict
-from models.engine.tta import apply_geometry
+from models.engine.tta import apply_geometry, invert_geometry
 from models.errors import DatasetError
 from models.evaluation import pearson_r
 from models.manifest import (
@@ -71,6 +71,7 @@ from models.skin.training import (
     balanced_weights,
     grouped_split,
     member_network,
+    normalise,
     train_member,
 )
 
@@ -103,13 +104,11 @@ def load_task_data(
     size = spec.input_size
     began = time.perf_counter()
     for index, row in enumerate(rows):
-        if spec.sees == LESION_CROP:
-            arrays.append(lesion_crop(row, size))
-        else:
-            image = read_rgb(row.image)
-            arrays.append(squash(image, size))
-        if spec.task == "lesion" and row.mask is not None:  # rows_for keeps only rows with a mask
-            mask = read_mask(row.mask, read_rgb(row.image).size)
+        # Whole-photo tasks read the photo once: for its pixels, and for the mask's size.
+        image = None if spec.sees == LESION_CROP else read_rgb(row.image)
+        arrays.append(lesion_crop(row, size) if image is None else squash(image, size))
+        if spec.task == "lesion" and row.mask is not None and image is not None:
+            mask = read_mask(row.mask, image.size)
             targets.append(np.asarray(Image.fromarray(mask).resize((size, size), Image.Resampling.NEAREST)))
         elif spec.task == "tis" and row.tis is not None:  # rows_for keeps only rows with TIS
             targets.append(row.tis)
@@ -223,8 +222,6 @@ def view_logits(
     members: Sequence[nn.Module], images: Tensor, views: Sequence[TtaView], batch: int = 128
 ) -> Tensor:
     """(M, K, N, C…) outputs of each member under each view (maps brought back to the photo's frame)."""
-    from models.skin.training import normalise
-
     out = []
     for member in members:
         member.eval()
@@ -235,8 +232,6 @@ def view_logits(
                 x = apply_geometry(images[start : start + batch].float().div(255), view)
                 y = member(normalise(x))
                 if y.dim() == 4:  # segmenter maps: undo the view
-                    from models.engine.tta import invert_geometry
-
                     y = invert_geometry(y, view)
                 chunks.append(y)
             per_view.append(torch.cat(chunks))
