@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from plugin.cli import main
+from tests.datasets import CP_ANEMIC_SUBSET
 from tests.fhir_validation import assert_valid_fhir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -162,7 +163,7 @@ def test_synthetic_eyelid_gets_an_hb_estimate_that_abstains_and_says_reference_o
 
 
 def test_real_conjunctiva_strip_gets_an_hb_estimate_with_its_interval() -> None:
-    strip = REPO.parent / "shared" / "data" / "cp-anemic" / "images" / "Image_001.png"
+    strip = CP_ANEMIC_SUBSET / "images" / "Image_001.png"
     result = run(str(strip), "--kind", "conjunctiva")
     assert result.exit_code == 0, result.output
     hb = observation(json.loads(result.stdout), "hb-estimate-conjunctiva-photo")

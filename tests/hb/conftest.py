@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
-CP_ANEMIC = REPO.parent / "shared" / "data" / "cp-anemic"
+from tests.datasets import CP_ANEMIC_SUBSET
+
+CP_ANEMIC = CP_ANEMIC_SUBSET
 COLUMNS = [
     "IMAGE_ID", "HB_LEVEL", "Severity", "Age(Months)", "GENDER", "REMARK", "HOSPITAL",
     "CITY/TOWN", "MUNICIPALITY/DISTRICT", "REGION", "sha256",
@@ -61,8 +62,6 @@ def _real_rows() -> list[dict[str, str]]:
 
 @pytest.fixture(scope="session")
 def real_rows() -> list[dict[str, str]]:
-    if not (CP_ANEMIC / "labels.csv").is_file():
-        pytest.skip(f"CP-AnemiC data not present at {CP_ANEMIC}")
     return _real_rows()
 
 
@@ -70,10 +69,12 @@ def real_rows() -> list[dict[str, str]]:
 def real_subset(
     real_rows: list[dict[str, str]], tmp_path_factory: pytest.TempPathFactory
 ) -> Callable[[int], Path]:
-    """A CSV of the first ``n`` real rows (with their images) in CP-AnemiC's own layout."""
+    """A CSV of the first ``n`` rows of the in-repository subset, with their images, in CP-AnemiC's layout."""
     made: dict[int, Path] = {}
 
     def make(n: int) -> Path:
+        if n > len(real_rows):
+            raise ValueError(f"the CP-AnemiC test subset has {len(real_rows)} rows, not {n}")
         if n not in made:
             root = tmp_path_factory.mktemp(f"cp-anemic-{n}")
             (root / "images").mkdir()

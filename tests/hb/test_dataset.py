@@ -115,7 +115,7 @@ def test_unusable_csvs_are_refused_with_the_row_named(tmp_path: Path) -> None:
 
 
 def test_real_data_no_copy_or_child_is_on_both_sides_of_a_split(real_subset: Callable[[int], Path]) -> None:
-    dataset = load_dataset(real_subset(120))
+    dataset = load_dataset(real_subset(104))
     strips = load_strips(dataset)
     groups = cv_groups(dataset, strips)
     ids_of_group: dict[str, set[str]] = collections.defaultdict(set)

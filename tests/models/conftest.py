@@ -14,10 +14,11 @@ from PIL import Image
 
 from models.intake import DecodedPhoto, IntakeLimits, decode_photo
 from models.quality import QualityThresholds
+from tests.datasets import CP_ANEMIC_SUBSET
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
-CP_ANEMIC = REPO.parent / "shared" / "data" / "cp-anemic" / "images"
+CP_ANEMIC = CP_ANEMIC_SUBSET / "images"
 
 
 def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
@@ -139,7 +140,4 @@ CP_STRIPS = (
 
 @pytest.fixture(params=CP_STRIPS)
 def cp_strip(request: pytest.FixtureRequest, limits: IntakeLimits) -> DecodedPhoto:
-    path = CP_ANEMIC / str(request.param)
-    if not path.is_file():
-        pytest.skip(f"CP-AnemiC data not present at {CP_ANEMIC}")
-    return decode_photo(path.read_bytes(), limits=limits)
+    return decode_photo((CP_ANEMIC / str(request.param)).read_bytes(), limits=limits)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,9 +17,8 @@ from models.pipelines import clear_pipeline_cache
 from models.results import AnalysisNotPerformed, ConditionProbabilities, TisScore, TumourAssessment
 from models.skin.synthetic import generate_scene
 from plugin.settings import load_settings
+from tests.datasets import PAD_UFES_SUBSET as PAD_UFES
 from workers.analysis import analyse_photo
-
-PAD_UFES = Path(__file__).resolve().parents[3] / "shared" / "data" / "pad-ufes-20"
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Fixtures for the tumour model: small subsets of the real PAD-UFES-20 labels, images linked in."""
+"""Fixtures for the tumour model: parts of the in-repository PAD-UFES-20 subset, images linked in."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-PAD_UFES = REPO.parent / "shared" / "data" / "pad-ufes-20"
+from tests.datasets import PAD_UFES_SUBSET
+
+PAD_UFES = PAD_UFES_SUBSET
 
 
 def write_subset(root: Path, per_class: int) -> Path:

@@ -11,6 +11,7 @@ from models.errors import DatasetError
 from models.tumour.dataset import CLASSES, LABELS, MALIGNANT, MALIGNANT_OR_PREMALIGNANT, SNOMED, load_samples
 from models.tumour.report import operating_threshold
 from models.tumour.training import patient_folds
+from tests.datasets import full_dataset
 from tests.tumour.conftest import PAD_UFES
 
 
@@ -32,8 +33,8 @@ def test_snomed_codes_where_verified_and_local_codes_otherwise() -> None:
     assert len({label.code for label in LABELS}) == len(CLASSES)
 
 
-def test_real_labels_load_with_their_counts() -> None:
-    samples = load_samples(PAD_UFES / "labels.csv")
+def test_the_full_real_labels_load_with_their_counts() -> None:
+    samples = load_samples(full_dataset("pad-ufes-20") / "labels.csv")
     counts = {name: sum(s.diagnosis == name for s in samples) for name in CLASSES}
     assert counts == {"BCC": 427, "SCC": 93, "MEL": 21, "ACK": 389, "SEK": 144, "NEV": 127}
     assert all(s.label == CLASSES.index(s.diagnosis) for s in samples)
