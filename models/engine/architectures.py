@@ -64,10 +64,21 @@ def _resnet18(num_outputs: int, **params: Any) -> nn.Module:
     return resnet18(weights=None, num_classes=num_outputs, **params)  # type: ignore[no-any-return]
 
 
+def _efficientnet_lite(variant: str) -> Builder:
+    def builder(num_outputs: int, **params: Any) -> nn.Module:
+        # Random weights here: a package's own tensors replace them; ImageNet ones only in training.
+        from models.engine.pretrained import build
+
+        return build(variant, num_outputs, **params)
+
+    return builder
+
+
 _BUILDERS: dict[str, Builder] = {
     "reference-cnn": _reference_cnn,
     "mobilenet_v3_small": _mobilenet_v3_small,
     "resnet18": _resnet18,
+    **{f"efficientnet_lite{n}": _efficientnet_lite(f"efficientnet_lite{n}") for n in (0, 1, 2)},
 }
 
 # Where Grad-CAM looks when a manifest names no cam_layer: the last conv block of each built-in.
@@ -75,6 +86,8 @@ DEFAULT_CAM_LAYERS: dict[str, str] = {
     "reference-cnn": "blocks.2",
     "mobilenet_v3_small": "features.12",
     "resnet18": "layer4",
+    # The last block stage (see models.engine.pretrained.CAM_LAYER).
+    **{f"efficientnet_lite{n}": "blocks.6" for n in (0, 1, 2)},
 }
 
 
