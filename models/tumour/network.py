@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from models.engine.architectures import DEFAULT_CAM_LAYERS, build_member
+from models.engine.pretrained import ENCODERS, INPUT_MEAN, INPUT_STD
 
 IMAGENET_MEAN: Final = (0.485, 0.456, 0.406)
 IMAGENET_STD: Final = (0.229, 0.224, 0.225)
@@ -44,14 +45,22 @@ class ShadesOfGrey(nn.Module):
         return (x01 * gain[:, :, None, None]).clamp(0, 1)
 
 
+def input_scaling(backbone: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The pretrained EfficientNet-Lite weights expect (x − 127) / 128; the rest ImageNet mean/std."""
+    if backbone in ENCODERS:
+        return INPUT_MEAN, INPUT_STD
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
 class TumourNet(nn.Module):
-    """0–1 RGB → colour constancy (optional) → ImageNet normalisation → ``backbone`` logits."""
+    """0–1 RGB → colour constancy (optional) → the backbone's input scaling → ``backbone`` logits."""
 
     def __init__(self, num_outputs: int, backbone: str, colour_constancy: bool, **params: Any) -> None:
         super().__init__()
         self.colour: nn.Module = ShadesOfGrey() if colour_constancy else nn.Identity()
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        mean, std = input_scaling(backbone)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
         self.backbone = build_member(backbone, num_outputs, params)
 
     def forward(self, x01: Tensor) -> Tensor:

