@@ -1,14 +1,17 @@
 """Inference engine speed: per-stage time, photos/s at batch 1/8/32, peak memory, overhead, decode.
 
     .venv/bin/python bench/inference.py [--device cpu|cuda] [--json] [--model NAME] [--repeats N]
+                                        [--photo PATH ...]
 
 1. Decode: a generated 12 MP (4000×3000, ~2.5 MB) JPEG, decoded in full and at reduced scale the
    way the worker does it (``decode_photo(min_side=WORKING_MIN_SIDE)``: Pillow draft mode, DCT
    scaling, here 1/4). ``decode_speedup`` = full / reduced, measured after the models have run
    (the worker's steady state); ``decode_speedup_fresh_process`` before. Target ≥ 2.
-2. Pipeline: photos at the worker's working size (1008×756) through the model's whole data
-   path — pre_process (resize, TTA views), predict (every member, Grad-CAM from the same
-   pass), post_process (calibration, spread, OOD, abstention) — at batch 1, 8 and 32.
+2. Pipeline: photos at the worker's working size (1008×756) — or the ``--photo`` files, e.g. a
+   real lesion cut-out for the tumour stage, which the skin pipeline runs per lesion crop —
+   through the model's whole data path — pre_process (resize, TTA views), predict (every
+   member, Grad-CAM from the same pass), post_process (calibration, spread, OOD, abstention) —
+   at batch 1, 8 and 32.
 3. ``overhead_ratio`` (batch 8) = that pipeline's time / the time of plain inference-mode
    forwards of the same members on the same prepared tensor (all TTA views). Target ≤ 1.25.
    Rendering the heat-map PNGs happens at write-back, not in the pipeline; it is reported
@@ -132,12 +135,23 @@ def peak_memory_mib(device: torch.device) -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def bench_pipeline(model: str, device: str, repeats: int) -> dict[str, Any]:
+def given_photos(paths: list[Path], count: int) -> list[DecodedPhoto]:
+    """The ``--photo`` files decoded as the worker would, repeated in turn up to ``count``."""
+    decoded = [decode_photo(path.read_bytes(), limits=IntakeLimits()) for path in paths]
+    return [decoded[index % len(decoded)] for index in range(count)]
+
+
+def _described(paths: list[Path]) -> list[str]:
+    return [f"{path.name} {Image.open(path).size[0]}x{Image.open(path).size[1]}" for path in paths]
+
+
+def bench_pipeline(model: str, device: str, repeats: int, paths: list[Path] | None = None) -> dict[str, Any]:
     execution = resolve_execution(device)  # type: ignore[arg-type]
     sync = lambda: synchronise(execution)  # noqa: E731
     loaded = registry_for(None).load(model)
-    photos = working_photos(max(BATCHES))
+    photos = given_photos(paths, max(BATCHES)) if paths else working_photos(max(BATCHES))
     results: dict[str, Any] = {"device": execution.describe(), "model": f"{model} {loaded.manifest.version}"}
+    results["photos"] = _described(paths) if paths else "generated 1008x756"
     per_batch: dict[str, Any] = {}
     for batch in BATCHES:
         options = EngineOptions(device=device, batch_size=batch)  # type: ignore[arg-type]
@@ -238,20 +252,29 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--model", default="reference-marker", help="installed model package to time")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--photo",
+        type=Path,
+        action="append",
+        help="time the model on this photo instead of generated ones (repeat for several)",
+    )
     args = parser.parse_args()
     # Decode twice: in a fresh process, and once the models have run. glibc hands a fresh process
     # new pages for the 36 MB full-size buffer each time (page faults); after torch's big
     # allocations it keeps and reuses them, so the full decode gets ~2x cheaper while the reduced
     # one does not. The steady state is the worker's; it is the headline figure.
     cold = bench_decode(args.repeats)
-    figures = {**bench_pipeline(args.model, args.device, args.repeats), **bench_decode(args.repeats)}
+    figures = {
+        **bench_pipeline(args.model, args.device, args.repeats, args.photo),
+        **bench_decode(args.repeats),
+    }
     figures["decode_speedup_fresh_process"] = cold["decode_speedup"]
     figures["decode_full_ms_fresh_process"] = cold["decode_full_ms"]
     figures.update(context_overhead(args.device, max(3, args.repeats // 3)))
     if args.json:
         print(json.dumps(figures))
         return 0
-    print(f"device {figures['device']}, model {figures['model']}")
+    print(f"device {figures['device']}, model {figures['model']}, photos {figures['photos']}")
     print(f"views × members: {figures['views']} × {figures['members']}")
     for batch, row in figures["batches"].items():
         stages = ", ".join(f"{name} {ms:.1f} ms" for name, ms in row["stage_ms_per_batch"].items())
