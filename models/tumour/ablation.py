@@ -1,8 +1,10 @@
 """The ablation table: ``train tumour --no-final --json`` outputs → one markdown table.
 
-Usage: ``python -m models.tumour.ablation RUN.json ... > models/tumour/ABLATION.md``. Each row is
-read from one run's JSON — its figures and the exact command that produced them — so nothing in
-the table is typed by hand.
+Usage: ``python -m models.tumour.ablation RUN.json ... > models/tumour/ABLATION.md``, or
+``python -m models.tumour.ablation --append models/tumour/ABLATION.md RUN.json ...`` to add rows to
+an existing table (its first row stays the baseline of the "change" column). Each row is read from
+one run's JSON — its figures and the exact command that produced them — so nothing in the table
+is typed by hand.
 """
 
 from __future__ import annotations
@@ -86,10 +88,30 @@ def render(paths: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def append(table: Path, paths: list[Path]) -> str:
+    """``table``'s text with one row per run added after its last row.
+
+    The first row's recipe (its second cell) is the baseline, as when the table was rendered whole;
+    the earlier rows are kept as they are, since their runs' JSON need not exist any more.
+    """
+    lines = table.read_text(encoding="utf-8").split("\n")
+    start = lines.index(HEADER.split("\n")[1])
+    rows = [i for i, line in enumerate(lines) if line.startswith("| ") and i > start]
+    if not rows:
+        raise ValueError(f"{table}: no ablation table rows found")
+    baseline = {"recipe": lines[rows[0]].split(" | ")[1]}
+    added = [row(json.loads(path.read_text(encoding="utf-8")), baseline) for path in paths]
+    return "\n".join([*lines[: rows[-1] + 1], *added, *lines[rows[-1] + 1 :]])
+
+
 def main(argv: list[str]) -> int:
-    if not argv:
-        sys.stderr.write("usage: python -m models.tumour.ablation RUN.json ...\n")
+    if not argv or argv == ["--append"]:
+        sys.stderr.write("usage: python -m models.tumour.ablation [--append TABLE.md] RUN.json ...\n")
         return 2
+    if argv[0] == "--append":
+        table = Path(argv[1])
+        table.write_text(append(table, [Path(a) for a in argv[2:]]), encoding="utf-8")
+        return 0
     sys.stdout.write(render([Path(a) for a in argv]))
     return 0
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from models.engine.architectures import build_member
-from models.tumour.ablation import render
+from models.tumour.ablation import append, render
 from models.tumour.dataset import CLASSES, load_samples
 from models.tumour.metadata import QUESTIONS, late_fusion, load_metadata
 from models.tumour.network import ShadesOfGrey, cam_layer
@@ -107,3 +107,29 @@ def test_the_ablation_table_is_rendered_from_run_outputs(tmp_path: Path) -> None
     table = render([path])
     assert "| first row | recipe X | 0.800 [0.700, 0.900] | 0.850 |" in table
     assert "`photomarker train tumour --data x.csv --cv 5 --no-final`" in table
+
+
+def test_rows_are_appended_to_an_existing_table_against_its_first_rows_recipe(tmp_path: Path) -> None:
+    figure = {"value": 0.8, "low": 0.7, "high": 0.9}
+    run = {
+        "command": "photomarker train tumour --data x.csv --cv 5",
+        "recipe": "a; b",
+        "auroc": figure,
+        "specificity": figure,
+        "fold_malignant_auroc": [0.8],
+        "malignant_or_ack_vs_rest": {"auroc": figure},
+        "per_class": {"MEL": {"auroc": figure}},
+        "six_class_balanced_accuracy": 0.5,
+        "cv_seconds": 1.0,
+    }
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    first.write_text(json.dumps(run))
+    second.write_text(json.dumps({**run, "recipe": "a; c", "command": run["command"] + " --members 2"}))
+    table = tmp_path / "ABLATION.md"
+    table.write_text(render([first]) + "\nprose after the table\n")
+    table.write_text(append(table, [second]))
+    lines = table.read_text().split("\n")
+    rows = [line for line in lines if line.startswith("| ") and "---" not in line][1:]
+    assert rows[0].startswith("| first row | a; b |")
+    assert rows[1].startswith("| c; 2 members | a; c | 0.800 [0.700, 0.900] |")
+    assert lines.index(rows[1]) < lines.index("prose after the table")
