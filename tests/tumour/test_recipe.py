@@ -124,7 +124,7 @@ def test_rows_are_appended_to_an_existing_table_against_its_first_rows_recipe(tm
     }
     first, second = tmp_path / "first.json", tmp_path / "second.json"
     first.write_text(json.dumps(run))
-    second.write_text(json.dumps({**run, "recipe": "a; c", "command": run["command"] + " --members 2"}))
+    second.write_text(json.dumps({**run, "recipe": "a; c", "command": f"{run['command']} --members 2"}))
     table = tmp_path / "ABLATION.md"
     table.write_text(render([first]) + "\nprose after the table\n")
     table.write_text(append(table, [second]))
