@@ -96,6 +96,11 @@ def _tumour_recipe(command: Callable[..., None]) -> Callable[..., None]:
             help="tumour: keep decoded crops here (.npz) for the next run [default: DATA_DIR/cache].",
         ),
         click.option(
+            "--tta",
+            "tta_views",
+            help="tumour: comma-separated test-time views (identity,rot90,rot180,rot270) [default: all].",
+        ),
+        click.option(
             "--checkpoint-dir",
             "checkpoint_dir",
             type=click.Path(path_type=Path, file_okay=False),
@@ -391,7 +396,7 @@ def _train_tumour(
     from models.engine.execution import resolve_execution
     from models.registry import SHIPPED_MODEL_DIR, PackageRequest
     from models.tumour.package import DEFAULT_NAME
-    from models.tumour.training import AUGMENTATIONS, TumourTrainingConfig
+    from models.tumour.training import AUGMENTATIONS, TTA_VIEWS, TumourTrainingConfig
     from models.tumour.workflow import run_training
 
     def given(option: str) -> bool:
@@ -419,6 +424,8 @@ def _train_tumour(
             continue  # where outputs are kept changes no figure: not part of the recorded command
         elif key == "learning_rate":
             flag = "lr"
+        elif key == "tta_views":
+            flag = "tta"
         typed[flag] = value
     if "augment" in chosen:
         parts = tuple(
@@ -428,6 +435,11 @@ def _train_tumour(
         if unknown:
             raise click.BadParameter(f"unknown augmentation {unknown[0]!r}", param_hint="--augment")
         chosen["augment"] = parts
+    if "tta_views" in chosen:
+        views = tuple(v.strip() for v in str(chosen["tta_views"]).split(",") if v.strip())
+        if not views or not set(views) <= set(TTA_VIEWS):
+            raise click.BadParameter(f"views must be among {', '.join(TTA_VIEWS)}", param_hint="--tta")
+        chosen["tta_views"] = views
     config = replace(TumourTrainingConfig(folds=folds), **chosen)
     if given("epochs"):
         config = replace(config, epochs=epochs)

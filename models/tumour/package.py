@@ -79,12 +79,14 @@ _BACKBONE_NAMES: Final = {
 }
 
 
-def calibrate(cv: CrossValidation, labels: np.ndarray) -> tuple[Calibration, AbstentionPolicy]:
+def calibrate(
+    cv: CrossValidation, labels: np.ndarray, views: tuple[str, ...] = TTA_VIEWS
+) -> tuple[Calibration, AbstentionPolicy]:
     """Temperature, spread and OOD thresholds fitted on the out-of-fold outputs of every photo."""
     target = torch.from_numpy(labels)
     fit = fit_temperature(cv.logits, target)
     spread = aggregate_classifier(cv.logits, fit.temperature).spread.numpy()
-    described = f"out-of-fold cross-validation outputs ({len(labels)} photos), views {', '.join(TTA_VIEWS)}"
+    described = f"out-of-fold cross-validation outputs ({len(labels)} photos), views {', '.join(views)}"
     calibration = Calibration(
         temperature=round(fit.temperature, 6),
         fitted_on=described,
@@ -156,7 +158,7 @@ def save_tumour_package(
         evaluation=Evaluation(
             metrics=report.headline(),
             split=f"{config.folds}-fold cross-validation grouped by patient_id, out-of-fold, "
-            f"TTA over {len(TTA_VIEWS)} rotations, calibrated",
+            f"TTA over {len(config.tta_views)} rotations, calibrated",
             n=len(samples),
             command=request.command,
         ),
@@ -166,7 +168,7 @@ def save_tumour_package(
         reference_only=not meets_aim(report),
         calibration=calibration,
         abstention=abstention,
-        tta=TtaSpec(views=TTA_VIEWS, jitter=0.0),
+        tta=TtaSpec(views=config.tta_views, jitter=0.0),
     )
     # Network weights stored as float16 (half the size, within the package budget; loading casts
     # back to float32); the OOD Gaussian stays float32, its precision entries need the range.

@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -72,6 +72,9 @@ class TumourTrainingConfig:
     pretrained: bool = True
     # Save each finished fold's out-of-fold outputs here, and skip folds already saved.
     checkpoint_dir: Path | None = None
+    # The test-time views averaged (in CV and in the package); CV always computes all four, so a
+    # run with fewer views can reuse another run's fold checkpoints.
+    tta_views: tuple[TtaView, ...] = TTA_VIEWS
 
     @property
     def starts_pretrained(self) -> bool:
@@ -108,6 +111,8 @@ class TumourTrainingConfig:
         parts.append("augmentation: " + (", ".join(self.augment) if self.augment else "none"))
         if self.bn_recalibration:
             parts.append("BatchNorm statistics re-estimated on the clean crops")
+        if self.tta_views != TTA_VIEWS:
+            parts.append("test-time views: " + ", ".join(self.tta_views))
         return "; ".join(parts)
 
 
@@ -316,6 +321,7 @@ def cross_validate(
     fold = np.full(len(samples), -1)
     ood = np.zeros(len(samples))
     layer = cam_layer(config.backbone)
+    views = [TTA_VIEWS.index(view) for view in config.tta_views]  # all four computed, these used
     sizes = []
     fold_aurocs = []
     began = time.perf_counter()
@@ -334,7 +340,7 @@ def cross_validate(
             ood[test] = ood_scores(members, x01[test_t], gaussian, layer).numpy()
             _save_fold(config, k, test, logits[:, :, test_t], ood[test])
         fold[test] = k
-        held = torch.softmax(logits[:, :, test_t], -1).mean((0, 1))[:, : len(MALIGNANT)].sum(1)
+        held = torch.softmax(logits[:, views][:, :, test_t], -1).mean((0, 1))[:, : len(MALIGNANT)].sum(1)
         fold_auroc = auroc((labels[test_t] < len(MALIGNANT)).double().numpy(), held.double().numpy())
         sizes.append((len(train), len(test)))
         fold_aurocs.append(round(float(fold_auroc), 4))
@@ -343,16 +349,17 @@ def cross_validate(
             f"malignant AUROC {float(fold_auroc):.3f} ({time.perf_counter() - began:.0f} s)"
             + (" (from checkpoint)" if saved is not None else "")
         )
-    return CrossValidation(logits, fold, time.perf_counter() - began, sizes, fold_aurocs, splits, ood)
+    return CrossValidation(
+        logits[:, views], fold, time.perf_counter() - began, sizes, fold_aurocs, splits, ood
+    )
 
 
 def _fold_file(config: TumourTrainingConfig, k: int) -> Path | None:
     """One file per fold, keyed by everything that changes its outputs (recipe, size, members, seed)."""
     if config.checkpoint_dir is None:
         return None
-    key = hashlib.sha256(
-        f"{config.describe()}|{config.folds}|{config.members}|{config.seed}".encode()
-    ).hexdigest()[:16]
+    trained = replace(config, tta_views=TTA_VIEWS).describe()  # the views do not change the training
+    key = hashlib.sha256(f"{trained}|{config.folds}|{config.members}|{config.seed}".encode()).hexdigest()[:16]
     return config.checkpoint_dir / f"tumour-cv-{key}-fold{k}.pt"
 
 

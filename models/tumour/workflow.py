@@ -42,7 +42,7 @@ def run_training(
     progress(f"{len(samples)} photos of {patients} patients loaded ({time.perf_counter() - began:.0f} s)")
     cv = cross_validate(samples, x01, config, progress)
     labels = np.array([s.label for s in samples])
-    calibration, abstention = calibrate(cv, labels)
+    calibration, abstention = calibrate(cv, labels, config.tta_views)
     probabilities = aggregate_classifier(cv.logits, calibration.temperature).probabilities.numpy()
     report = tumour_report(
         probabilities.astype(np.float64),

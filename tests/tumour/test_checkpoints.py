@@ -1,0 +1,44 @@
+"""``train tumour --checkpoint-dir``: finished CV folds are kept and reused; --tta picks views from them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from plugin.cli import main
+
+
+def _train(data: Path, checkpoints: Path, *extra: str) -> Result:
+    args = ["train", "tumour", "--data", str(data), "--cv", "2", "--epochs", "1", "--size", "32"]
+    args += ["--backbone", "reference-cnn", "--threads", "1", "--no-final", "--json"]
+    args += ["--checkpoint-dir", str(checkpoints), *extra]
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def test_a_second_run_reuses_the_saved_folds_and_fewer_test_time_views_are_read_from_them(
+    real_subset: Callable[[int], Path], tmp_path: Path
+) -> None:
+    data, checkpoints = real_subset(2), tmp_path / "checkpoints"
+    first = _train(data, checkpoints)
+    assert first.exit_code == 0, first.output
+    assert len(list(checkpoints.glob("*.pt"))) == 2
+    again = _train(data, checkpoints)
+    assert again.exit_code == 0, again.output
+    assert again.stderr.count("(from checkpoint)") == 2
+    before, after = json.loads(first.stdout), json.loads(again.stdout)
+    assert after["auroc"] == before["auroc"]
+    assert after["fold_malignant_auroc"] == before["fold_malignant_auroc"]
+    # Where checkpoints go changes no figure, so the recorded command does not name it.
+    assert "--checkpoint-dir" not in after["command"]
+    # Fewer test-time views: the same folds (all four views are always computed and saved).
+    single = _train(data, checkpoints, "--tta", "identity")
+    assert single.exit_code == 0, single.output
+    assert single.stderr.count("(from checkpoint)") == 2
+    out = json.loads(single.stdout)
+    assert out["recipe"].endswith("test-time views: identity")
+    assert "--tta identity" in out["command"]
+    refused = _train(data, checkpoints, "--tta", "mirror")
+    assert refused.exit_code == 2 and "--tta" in refused.output
