@@ -13,6 +13,16 @@ from fhir_mappings.validation import Resource, validate_resource
 from models.results import ModelInfo
 
 SOFTWARE_NAME = "Photomarker"
+# Every Device of a reference or research-only model says so in its name, wherever an EHR lists it.
+REFERENCE_NAME_SUFFIX = "(reference — not for clinical use)"
+
+
+def device_name(model: ModelInfo) -> str:
+    """The model's display name, with the reference suffix when it is a reference model."""
+    name = model.display_name
+    if model.reference_only and "not for clinical use" not in name.lower():
+        return f"{name} {REFERENCE_NAME_SUFFIX}"
+    return name
 
 
 def model_device_full_url(model: ModelInfo) -> str:
@@ -59,7 +69,7 @@ def build_model_device(model: ModelInfo, canonical: str) -> Resource:
         "status": "active",
         "manufacturer": model.manufacturer,
         "deviceName": [
-            {"name": model.display_name, "type": "user-friendly-name"},
+            {"name": device_name(model), "type": "user-friendly-name"},
             {"name": model.name, "type": "model-name"},
         ],
         "modelNumber": model.name,
