@@ -4,6 +4,12 @@ A page and its thumbnails arrive together, so several requests may find the toke
 expire at once. Only one of them refreshes (a lock per launch in this process; the others wait
 and then read the new token), and a request that loses a refresh race with another process
 (the server rotated the refresh token under it) takes the token that process stored.
+
+The EHR may also stop accepting a token before it says it expires (revoked, logged out). When its
+FHIR server answers 401 or 403, the request's client (``EhrAccessGuard``) renews the token once
+with the refresh token, when there is one, and repeats that one request; if the server still
+refuses, or nothing could be renewed, the session ends: the launch is forgotten, the end is
+audited, and the clinician is told to open Photomarker again from the chart — no page retries.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import httpx
 
 from audit.record import AuditOutcome
 from models.errors import ClinicianSessionExpired, LaunchContextMissing, PhotomarkerError
@@ -63,13 +71,13 @@ class ClinicianContext:
         return not self.missing_write and self.writes_to_this_server
 
     def fhir(self) -> FhirClient:
-        """A client for the launch's FHIR server carrying the clinician's token."""
+        """A client for the launch's FHIR server carrying the clinician's (current) token."""
         return FhirClient(
             self.launch.iss,
-            token=self.launch.access_token,
             timeout=self.settings.fhir_timeout_s,
             # A person is waiting: one quick retry, not a worker's patience.
             retry=RetryPolicy(retries=1, backoff_s=0.2, backoff_max_s=1.0),
+            transport=EhrAccessGuard(self),
         )
 
     def update(self, change: Callable[[Launch], None]) -> None:
@@ -88,7 +96,7 @@ def load_context(launch_id: str, settings: Settings) -> ClinicianContext:
         raise ClinicianSessionExpired("there is no Photomarker session for this page in this browser")
     context = ClinicianContext(launch_id, browser, launch, settings)
     if _expiring(launch):
-        with _REFRESH_LOCKS[zlib.crc32(launch_id.encode()) % len(_REFRESH_LOCKS)]:
+        with _lock(context):
             _refresh(context)
     return context
 
@@ -105,34 +113,42 @@ def _expiring(launch: Launch) -> bool:
 
 
 def _refresh(context: ClinicianContext) -> None:
+    if not _renew(context, usable=lambda launch: not _expiring(launch)):
+        end_session(context, "its access token expired and could not be renewed")
+        raise ClinicianSessionExpired("your access to the EHR has expired and could not be renewed")
+
+
+def _lock(context: ClinicianContext) -> threading.Lock:
+    return _REFRESH_LOCKS[zlib.crc32(context.launch_id.encode()) % len(_REFRESH_LOCKS)]
+
+
+def _renew(context: ClinicianContext, *, usable: Callable[[Launch], bool]) -> bool:
+    """A usable token for ``context``: one stored meanwhile, or one refresh; False when neither."""
     # Another request may have refreshed while this one waited for the lock.
     current = _stored(context.launch_id, context.browser)
-    if current is not None and not _expiring(current):
+    if current is None:
+        return False
+    if usable(current):
         context.launch = current
-        return
-    launch = current or context.launch
-    if not launch.refresh_token:
-        raise ClinicianSessionExpired(
-            "your access to the EHR has expired; open Photomarker again from the chart"
-        )
-    config = SmartConfiguration.from_json(launch.config)
+        return True
+    if not current.refresh_token:
+        return False
+    config = SmartConfiguration.from_json(current.config)
     try:
-        tokens = refresh(config, launch, context.settings)
+        tokens = refresh(config, current, context.settings)
     except PhotomarkerError as error:
         again = _stored(context.launch_id, context.browser)
-        if again is not None and not _expiring(again):
+        if again is not None and usable(again):
             context.launch = again  # another process won the race and stored a fresh token
-            return
+            return True
         session.audit(
             "smart.token-refresh",
             outcome=AuditOutcome.MINOR_FAILURE,
             reason=f"{error.code}: {error.message}",
             who=context.who,
-            patient=launch.patient,
+            patient=current.patient,
         )
-        raise ClinicianSessionExpired(
-            "your access to the EHR could not be renewed; open Photomarker again from the chart"
-        ) from None
+        return False
 
     def renewed(stored: Launch) -> None:
         stored.access_token = tokens.access_token
@@ -142,3 +158,55 @@ def _refresh(context: ClinicianContext) -> None:
 
     context.update(renewed)
     session.audit("smart.token-refresh", who=context.who, patient=context.launch.patient)
+    return True
+
+
+def end_session(context: ClinicianContext, why: str) -> None:
+    """Forget the launch (its tokens are of no more use) and audit that, once."""
+    if session.launch_store().forget(context.launch_id):
+        session.audit(
+            "smart.session-ended",
+            outcome=AuditOutcome.MINOR_FAILURE,
+            reason=f"{ClinicianSessionExpired.code}: {why}",
+            who=context.who,
+            patient=context.launch.patient,
+        )
+
+
+class EhrAccessGuard(httpx.HTTPTransport):
+    """Sends the launch's current token; on 401/403 renews it once and repeats, else ends the session.
+
+    One guard per client, one client per request: a page gets at most one renewal, never a loop.
+    """
+
+    def __init__(self, context: ClinicianContext) -> None:
+        super().__init__()
+        self._context = context
+        self._renewed = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.headers["Authorization"] = f"Bearer {self._context.launch.access_token}"
+        response = super().handle_request(request)
+        if response.status_code not in (401, 403):
+            return response
+        response.close()
+        status = response.status_code
+        why = f"the EHR's FHIR server answered {status} to this session's token"
+        if not self._renewed:
+            self._renewed = True
+            refused = self._context.launch.access_token
+            with _lock(self._context):
+                renewed = _renew(self._context, usable=lambda launch: launch.access_token != refused)
+                if not renewed:
+                    # Under the lock: a request waiting for it then finds no launch, not a second refresh.
+                    end_session(self._context, why)
+            if renewed:
+                request.headers["Authorization"] = f"Bearer {self._context.launch.access_token}"
+                response = super().handle_request(request)
+                if response.status_code not in (401, 403):
+                    return response
+                response.close()
+                status = response.status_code
+                why = f"the EHR's FHIR server answered {status} even to a renewed token"
+        end_session(self._context, why)
+        raise ClinicianSessionExpired(f"the EHR's FHIR server no longer accepts this session (HTTP {status})")

@@ -44,7 +44,10 @@ _ADVICE = {
         "This EHR is not set up for Photomarker",
         "The launch came from a FHIR server Photomarker is not configured to trust; nothing was fetched.",
     ),
-    "clinician-session-expired": ("Your Photomarker session has ended", _AGAIN),
+    "clinician-session-expired": (
+        "Your session with the EHR has ended",
+        "Open Photomarker again from the patient's chart.",
+    ),
     "subject-mismatch": (
         "This belongs to another patient",
         "Photomarker only shows and analyses the photos of the patient in context. Nothing was analysed.",
@@ -59,9 +62,14 @@ _ADVICE = {
 _DEFAULT = ("Something went wrong", "Try again; if it keeps happening, tell your administrator.")
 
 
+# Errors after which the patient's page cannot work again: offering "back" would only loop.
+_NO_WAY_BACK = frozenset({"clinician-session-expired"})
+
+
 def error_page(error: PhotomarkerError, *, launch_id: str | None = None) -> tuple[str, int]:
     heading, advice = _ADVICE.get(error.code, _DEFAULT)
+    back = None if error.code in _NO_WAY_BACK else launch_id
     page = render_template(
-        "clinician/error.html", error=error, heading=heading, advice=advice, back_launch_id=launch_id
+        "clinician/error.html", error=error, heading=heading, advice=advice, back_launch_id=back
     )
     return page, error.http_status

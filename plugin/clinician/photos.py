@@ -23,6 +23,7 @@ from fhir_mappings.photo import Photo
 from models.errors import InvalidRequest, PhotomarkerError, UnsupportedResource
 from models.intake import IntakeLimits, decode_photo
 from plugin.clinician.context import ClinicianContext
+from plugin.clinician.wording import photo_label
 from workers.fetch import photo_bytes
 from workers.fhir_client import FhirClient
 
@@ -44,6 +45,10 @@ class PhotoCard:
     kind: str | None
     problem: str | None = None  # why it cannot be analysed, when it cannot
     earlier: list[Any] = field(default_factory=list)  # ResultView of earlier analyses
+
+    @property
+    def label(self) -> str:
+        return photo_label(self.taken_at, self.body_site)
 
 
 def checked_reference(value: str) -> str:
@@ -69,10 +74,26 @@ def list_photos(context: ClinicianContext, client: FhirClient) -> list[PhotoCard
             except PhotomarkerError as error:
                 cards.append(PhotoCard(reference, None, None, None, problem=f"{error.code}: {error.message}"))
                 continue
-            site = photo.body_site[0].display if photo.body_site else None
-            cards.append(PhotoCard(reference, photo.taken_at, site, photo.kind_hint))
+            cards.append(PhotoCard(reference, photo.taken_at, body_site(resource, photo), photo.kind_hint))
     cards.sort(key=lambda card: card.taken_at.timestamp() if card.taken_at else 0.0, reverse=True)
     return cards
+
+
+def body_site(resource: dict[str, Any], photo: Photo) -> str | None:
+    """The body site as the sender wrote it (``bodySite.text``), else its coding's display."""
+    sites = resource.get("bodySite")
+    # Media.bodySite is one CodeableConcept; an R5 DocumentReference's is a list of CodeableReference.
+    for site in sites if isinstance(sites, list) else [sites]:
+        concept = site.get("concept", site) if isinstance(site, dict) else None
+        text = concept.get("text") if isinstance(concept, dict) else None
+        if isinstance(text, str) and text.strip():
+            return text.strip()
+    return photo.body_site[0].display if photo.body_site else None
+
+
+def label_of(resource: dict[str, Any], photo: Photo) -> str:
+    """ "Photo of 20 Nov 2026 · Left forearm"."""
+    return photo_label(photo.taken_at, body_site(resource, photo))
 
 
 def read_photo_resource(resource: dict[str, Any], context: ClinicianContext) -> Photo:

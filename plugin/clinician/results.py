@@ -15,12 +15,16 @@ from datetime import datetime
 from typing import Any
 
 from fhir_mappings import codes
+from plugin.clinician.wording import day, percent
 
 # The heat map that explains a result (see fhir_mappings.observations).
 SUPPORTING_INFO = codes.EXT_SUPPORTING_INFO
 TREND_CODES = {"tis": "Three Item Severity (0–9)", "hb-estimate-conjunctiva-photo": "Haemoglobin (g/dL)"}
 _REFERENCE = re.compile(r"(?:^|/)((?:Media|DocumentReference)/[A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 _MODEL = re.compile(r"^AI analysis of a photograph by (.+)$")
+# The builders' own wording of a panel's top classes ("… (probability 0.82)", "Top 3: …"): the page
+# says the same from the components, in its one probability format.
+_PANEL_TEXT = re.compile(r"\(probability \d|^Top \d+:")
 
 
 @dataclass
@@ -53,6 +57,36 @@ class ResultView:
     photo: str | None = None  # "Media/1" it was derived from
     link: str | None = None  # "Observation/7" when saved in the EHR
     heatmap: str | None = None  # "Media/9" (saved) or "urn:uuid:…" (in an unsaved bundle)
+
+    @property
+    def conclusive(self) -> bool:
+        """False when there is no result to act on: the model abstained, or nothing ran."""
+        return not (self.abstained or self.not_performed)
+
+    @property
+    def top(self) -> Bar | None:
+        return max(self.bars, key=lambda bar: bar.probability) if self.bars else None
+
+    @property
+    def when(self) -> str | None:
+        return day(self.effective)
+
+    @property
+    def brief(self) -> str:
+        """One line for "Earlier results": the value, or the top class and its probability."""
+        if self.not_performed:
+            return "No conclusion — not performed"
+        if self.abstained:
+            return "No conclusion — the model abstained"
+        top = self.top
+        if top is not None and self.headline is None:
+            return f"{top.label} {percent(top.probability)}"
+        shown = self.headline or "no value recorded"
+        if self.flag:
+            shown += f" ({self.flag.lower()})"
+        if top is not None:
+            shown += f"; most likely {top.label} {percent(top.probability)}"
+        return shown
 
 
 def photomarker_code(observation: dict[str, Any]) -> str | None:
@@ -115,7 +149,8 @@ def result_view(observation: dict[str, Any], *, link: str | None = None) -> Resu
         codings = interpretation.get("coding", []) if isinstance(interpretation, dict) else []
         if any(isinstance(c, dict) and c.get("code") == "model-abstained" for c in codings):
             # Said once, prominently, with the model's reason; not again as a plain line.
-            view.abstained, view.abstention = True, (shown or "").removeprefix("No conclusion: ") or None
+            reason = (shown or "").removeprefix("No conclusion: ")
+            view.abstained, view.abstention = True, (reason[:1].upper() + reason[1:]) or None
             continue
         if shown:
             view.interpretation.append(shown)
@@ -135,6 +170,10 @@ def result_view(observation: dict[str, Any], *, link: str | None = None) -> Resu
     for component in observation.get("component") or []:
         if isinstance(component, dict):
             _component(component, view)
+    top = view.top
+    if top is not None and not view.abstained:
+        view.interpretation = [text for text in view.interpretation if not _PANEL_TEXT.search(text)]
+        view.interpretation.insert(0, f"Most likely: {top.label} ({percent(top.probability)})")
     return view
 
 
@@ -143,7 +182,12 @@ def _value(observation: dict[str, Any], view: ResultView) -> None:
         total = observation["valueInteger"]
         view.headline = f"{total} of 9" if view.code == "tis" else str(total)
     elif isinstance(observation.get("valueQuantity"), dict):
-        view.headline = _quantity(observation["valueQuantity"])
+        quantity = observation["valueQuantity"]
+        value = quantity.get("value")
+        if quantity.get("code") == "1" and isinstance(value, int | float) and 0.0 <= value <= 1.0:
+            view.headline = percent(float(value))  # a probability, written as every other one is
+        else:
+            view.headline = _quantity(quantity)
     elif isinstance(observation.get("valueCodeableConcept"), dict):
         concept = observation["valueCodeableConcept"]
         view.headline = _text(concept)

@@ -17,7 +17,6 @@ import logging
 import re
 import secrets
 import time
-import uuid
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, redirect, render_template, request, url_for
@@ -31,22 +30,23 @@ from models.errors import (
     InvalidRequest,
     NotFound,
     PhotomarkerError,
-    QueueUnavailable,
     SubjectMismatch,
 )
 from plugin.clinician import photos as photo_io
-from plugin.clinician.charts import TrendPoint, bars_svg, trend_svg
+from plugin.clinician import record
+from plugin.clinician.analysis import submit_job
+from plugin.clinician.charts import bar_svg
 from plugin.clinician.context import ClinicianContext, load_context
 from plugin.clinician.headers import page_headers
 from plugin.clinician.pages import error_page
-from plugin.clinician.results import TREND_CODES, ResultView, result_view, sort_key
+from plugin.clinician.results import ResultView, result_view, sort_key
 from plugin.clinician.style import style_css
+from plugin.clinician.wording import day, percent
 from plugin.smart import session
 from plugin.smart.store import Launch, Run
-from workers.celery_app import celery_for, enqueue, queue_for, services
-from workers.fetch import photo_bytes
+from workers.celery_app import services
 from workers.fhir_client import FhirClient
-from workers.jobs import Job, NewJob, job_audit_record
+from workers.jobs import Job
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,9 @@ def _helpers() -> dict[str, Any]:
         "launch_id": context.launch_id if context else None,
         "status_word": lambda status: _STATUS_WORDS.get(status, status),
         "reference_only_text": codes.REFERENCE_ONLY_TEXT,
+        "percent": percent,
+        "day": day,
+        "bar_svg": bar_svg,
     }
 
 
@@ -155,7 +158,7 @@ def patient_view(launch_id: str) -> tuple[str, int]:
     client = _fhir()
     patient = client.read(context.patient) if context.launch.need_patient_banner else None
     cards = photo_io.list_photos(context, client)
-    earlier = _earlier_results(context, client)
+    earlier = record.earlier_results(context, client)
     by_photo: dict[str, list[ResultView]] = {}
     for view in earlier:
         if view.photo and not view.not_performed:
@@ -173,67 +176,13 @@ def patient_view(launch_id: str) -> tuple[str, int]:
     return render_template(
         "clinician/patient.html",
         context=context,
-        banner=_banner(patient) if patient else None,
+        banner=record.banner(patient) if patient else None,
         cards=cards,
-        trends=_trends(earlier),
+        trends=record.trends(earlier),
         max_photos=MAX_PHOTOS_PER_RUN,
+        # Everything on this page that came from a model: the cards' earlier results and the trends.
+        reference_on_page=any(view.reference_only for view in earlier),
     ), 200
-
-
-def _earlier_results(context: ClinicianContext, client: FhirClient) -> list[ResultView]:
-    system = codes.local_system(context.settings.canonical)
-    wanted = ",".join(f"{system}|{code}" for code in codes.ANALYSIS_CODES.values())
-    bundle = client.search("Observation", {"subject": context.patient, "code": wanted, "_count": "200"})
-    views = []
-    for entry in bundle.get("entry") or []:
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(resource, dict) or resource.get("resourceType") != "Observation":
-            continue
-        if resource.get("status") == "entered-in-error":
-            continue
-        view = result_view(resource, link=f"Observation/{resource.get('id')}")
-        if view is not None:
-            views.append(view)
-    return views
-
-
-def _trends(views: list[ResultView]) -> list[dict[str, Any]]:
-    trends = []
-    for code, title in TREND_CODES.items():
-        points = []
-        for view in views:
-            if view.code != code or view.not_performed or view.effective is None or view.headline is None:
-                continue
-            number = re.match(r"^-?\d+(?:\.\d+)?", view.headline)
-            if number is None:
-                continue
-            points.append(TrendPoint(view.effective, float(number.group(0)), view.headline, view.link))
-        points.sort(key=lambda p: p.when.timestamp())
-        low, high = (0.0, 9.0) if code == "tis" else (6.0, 16.0)
-        trends.append(
-            {
-                "title": title,
-                "points": points,
-                "svg": trend_svg(title, points, low=low, high=high, chart_id=f"trend-{code}"),
-            }
-        )
-    return trends
-
-
-def _banner(patient: dict[str, Any]) -> dict[str, str | None]:
-    names = patient.get("name") or []
-    name = names[0] if names and isinstance(names[0], dict) else {}
-    shown = (
-        name.get("text")
-        or " ".join([*(str(g) for g in name.get("given") or []), str(name.get("family") or "")]).strip()
-    )
-    identifiers = [i for i in patient.get("identifier") or [] if isinstance(i, dict) and i.get("value")]
-    return {
-        "name": shown or "Name not recorded",
-        "birth_date": patient.get("birthDate"),
-        "gender": patient.get("gender"),
-        "identifier": str(identifiers[0]["value"]) if identifiers else None,
-    }
 
 
 # --- images --------------------------------------------------------------------------------------
@@ -283,9 +232,18 @@ def analyse(launch_id: str) -> BaseResponse:
     # Every photo is checked (the launch patient's, readable) before any job exists.
     checked = [(ref, *photo_io.fetch_photo(ref, context, client)) for ref in references]
     saved = context.can_save
-    jobs = [_submit(context, client, ref, resource, photo, saved=saved) for ref, resource, photo in checked]
+    jobs = [
+        submit_job(context, client, ref, resource, photo, saved=saved, source_ip=request.remote_addr)
+        for ref, resource, photo in checked
+    ]
     run_id = secrets.token_urlsafe(12)
-    run = Run(jobs=[job.id for job in jobs], photos=references, saved=saved, created_at=time.time())
+    run = Run(
+        jobs=[job.id for job in jobs],
+        photos=references,
+        saved=saved,
+        created_at=time.time(),
+        labels=[photo_io.label_of(resource, photo) for _, resource, photo in checked],
+    )
 
     def remember(launch: Launch) -> None:
         launch.runs[run_id] = run
@@ -294,54 +252,6 @@ def analyse(launch_id: str) -> BaseResponse:
 
     context.update(remember)
     return redirect(url_for(".run_view", launch_id=launch_id, run_id=run_id), 303)
-
-
-def _submit(
-    context: ClinicianContext,
-    client: FhirClient,
-    reference: str,
-    resource: dict[str, Any],
-    photo: Any,
-    *,
-    saved: bool,
-) -> Job:
-    svc = services()
-    if saved:
-        # The worker reads the photo and writes the results as this clinician; the message
-        # carries only the handle of the encrypted token.
-        new = NewJob(
-            id=uuid.uuid4().hex,
-            queue=queue_for(photo.kind_hint),
-            kind="auto",
-            requested_by=context.who,
-            fhir_base=context.launch.iss,
-            reference=reference,
-            credential=svc.credentials.put(context.launch.access_token or ""),
-            patient=context.patient,
-        )
-    else:
-        # No write permission: the photo goes into the job itself and nothing is sent back.
-        data = photo_bytes(photo, client, max_bytes=context.settings.max_photo_bytes)
-        inline = photo_io.inline_copy(resource, photo, data)
-        new = NewJob(
-            id=uuid.uuid4().hex,
-            queue=queue_for(photo.kind_hint),
-            kind="auto",
-            requested_by=context.who,
-            resource=json.dumps(inline, separators=(",", ":")),
-            patient=context.patient,
-        )
-    job = svc.jobs.create(new)
-    svc.audit(job_audit_record(job, "requested", AuditOutcome.SUCCESS, source_ip=request.remote_addr))
-    try:
-        enqueue(celery_for(), job)
-    except Exception as exc:  # whatever the transport raises, the clinician gets a clear page
-        log.warning("could not queue job %s (%s)", job.id, type(exc).__name__)
-        error = QueueUnavailable("the analysis could not be queued; try again in a minute")
-        if svc.jobs.fail(job.id, code=error.code, message=error.message):
-            svc.audit(job_audit_record(job, "failed", AuditOutcome.SERIOUS_FAILURE, reason=error.code))
-        raise error from None
-    return job
 
 
 def _run(context: ClinicianContext, run_id: str) -> Run:
@@ -368,8 +278,12 @@ def run_status(launch_id: str, run_id: str) -> Response:
     run = _run(context, run_id)
     jobs = _run_jobs(context, run_id)
     shown = [
-        {"id": job_id, "photo": photo, "status": jobs[job_id].status if job_id in jobs else "failed"}
-        for job_id, photo in zip(run.jobs, run.photos, strict=True)
+        {
+            "id": job_id,
+            "photo": run.label(index),
+            "status": jobs[job_id].status if job_id in jobs else "failed",
+        }
+        for index, job_id in enumerate(run.jobs)
     ]
     for item in shown:
         item["label"] = _STATUS_WORDS.get(str(item["status"]), str(item["status"]))
@@ -383,15 +297,27 @@ def run_view(launch_id: str, run_id: str) -> tuple[str, int]:
     run = _run(context, run_id)
     jobs = _run_jobs(context, run_id)
     panels = []
-    for job_id, photo in zip(run.jobs, run.photos, strict=True):
+    for index, (job_id, photo) in enumerate(zip(run.jobs, run.photos, strict=True)):
         job = jobs.get(job_id)
-        panel: dict[str, Any] = {"job_id": job_id, "photo": photo, "job": job, "results": []}
+        panel: dict[str, Any] = {
+            "job_id": job_id,
+            "photo": photo,
+            "label": run.label(index),
+            "job": job,
+            "results": [],
+        }
         if job is not None and job.status == "done":
             panel["results"] = _job_results(context, run_id, job, saved=run.saved)
         panels.append(panel)
     finished = all(p["job"] is None or p["job"].finished for p in panels)
     return render_template(
-        "clinician/run.html", context=context, run=run, run_id=run_id, panels=panels, finished=finished
+        "clinician/run.html",
+        context=context,
+        run=run,
+        run_id=run_id,
+        panels=panels,
+        finished=finished,
+        reference_on_page=any(item["view"].reference_only for p in panels for item in p["results"]),
     ), 200
 
 
@@ -418,7 +344,7 @@ def _job_results(context: ClinicianContext, run_id: str, job: Job, *, saved: boo
                 if view is not None:
                     views.append(view)
     shown = []
-    for number, view in enumerate(sorted(views, key=sort_key)):
+    for view in sorted(views, key=sort_key):
         heatmap = None
         if view.heatmap and view.heatmap in heatmap_urls:
             heatmap = heatmap_urls[view.heatmap]
@@ -430,10 +356,7 @@ def _job_results(context: ClinicianContext, run_id: str, job: Job, *, saved: boo
                 resource_id=view.heatmap.split("/", 1)[1],
                 size="large",
             )
-        bars = bars_svg(
-            view.title, [(b.label, b.probability) for b in view.bars], chart_id=f"bars-{job.id}-{number}"
-        )
-        shown.append({"view": view, "heatmap": heatmap, "bars": bars})
+        shown.append({"view": view, "heatmap": heatmap})
     return shown
 
 

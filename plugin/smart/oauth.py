@@ -34,7 +34,7 @@ with warnings.catch_warnings():
 log = logging.getLogger(__name__)
 
 # OAuth error codes are [\x20-\x21\x23-\x5B\x5D-\x7E]; we show only tame ones.
-_ERROR_CODE = re.compile(r"^[a-z_]{1,64}$")
+OAUTH_ERROR_CODE = re.compile(r"^[a-z_]{1,64}$")
 # Seconds of clock difference tolerated on exp/iat.
 _LEEWAY_S = 60
 
@@ -110,7 +110,7 @@ def _call(request: Any) -> dict[str, Any]:
         token = request()
     except OAuthError as exc:
         code = str(exc.error or "")
-        shown = code if _ERROR_CODE.match(code) else "an error"
+        shown = code if OAUTH_ERROR_CODE.match(code) else "an unreadable error code"
         log.info("token endpoint refused: %s", shown)
         raise TokenExchangeFailed(f"the authorization server refused to issue a token ({shown})") from None
     except httpx.HTTPError as exc:

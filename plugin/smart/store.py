@@ -62,6 +62,11 @@ class Run:
     photos: list[str]
     saved: bool
     created_at: float
+    # "Photo of 20 Nov 2026 · Left forearm" per photo, as read when Analyse was clicked.
+    labels: list[str] = field(default_factory=list)
+
+    def label(self, index: int) -> str:
+        return self.labels[index] if index < len(self.labels) else self.photos[index]
 
 
 @dataclass
@@ -198,9 +203,11 @@ class LaunchStore:
         with self._jobs.write() as connection:
             connection.execute(update(launches).where(launches.c.id == launch_id).values(**values))
 
-    def forget(self, launch_id: str) -> None:
+    def forget(self, launch_id: str) -> bool:
+        """Delete the launch; False when it was already gone."""
         with self._jobs.write() as connection:
-            connection.execute(delete(launches).where(launches.c.id == launch_id))
+            result = connection.execute(delete(launches).where(launches.c.id == launch_id))
+            return bool(result.rowcount)
 
     def delete_expired(self) -> int:
         with self._jobs.write() as connection:

@@ -29,7 +29,7 @@ from plugin.clinician.headers import page_headers
 from plugin.clinician.pages import error_page
 from plugin.smart import session
 from plugin.smart.discovery import SmartConfiguration, checked_issuer, discover
-from plugin.smart.oauth import authorization_url, exchange_code, verified_fhir_user
+from plugin.smart.oauth import OAUTH_ERROR_CODE, authorization_url, exchange_code, verified_fhir_user
 from plugin.smart.scopes import requested_scopes
 from plugin.smart.store import Launch
 from workers.celery_app import services
@@ -40,7 +40,6 @@ smart = Blueprint("smart", __name__)
 
 # SMART's launch parameter is opaque; a sane one is short and printable.
 _LAUNCH_PARAM = re.compile(r"^[\x21-\x7e]{1,1000}$")
-_DENIAL_CODES = frozenset({"access_denied", "unauthorized_client", "invalid_scope", "consent_required"})
 
 
 @smart.after_request
@@ -116,7 +115,9 @@ def callback() -> BaseResponse:
     try:
         error = request.args.get("error")
         if error:
-            shown = error if error in _DENIAL_CODES else "an error"
+            # The OAuth code (invalid_client, access_denied, …) is what an EHR administrator needs;
+            # anything that is not a plain code is not repeated on the page.
+            shown = error if OAUTH_ERROR_CODE.match(error) else "an unreadable error code"
             raise AuthorizationDenied(f"the authorization server did not grant access ({shown})")
         code = request.args.get("code", "")
         if not code or len(code) > 2000:

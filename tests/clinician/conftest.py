@@ -14,6 +14,7 @@ import io
 import re
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,12 +45,13 @@ class Chart:
 
     patient: str  # "Patient/<id>", with photos and earlier results
     eyelid: str  # "Media/<id>": a conjunctiva photo in a Binary
-    forearm: str  # "DocumentReference/<id>": a skin photo, inline
+    forearm: str  # "DocumentReference/<id>": a skin photo, inline, no body site
+    left_forearm: str  # "Media/<id>": the full-size skin photo, bodySite.text "Left forearm"
     other_patient: str
     other_photo: str  # "Media/<id>" of the other patient
 
 
-def _post(base: str, resource: dict[str, Any]) -> str:
+def post_resource(base: str, resource: dict[str, Any]) -> str:
     response = httpx.post(f"{base}/{resource['resourceType']}", json=resource, timeout=30)
     assert response.status_code == 201, response.text
     return f"{resource['resourceType']}/{response.json()['id']}"
@@ -69,7 +71,7 @@ def _small_jpeg(path: Path) -> bytes:
 
 def seed_chart(sekmet: str) -> Chart:
     """Patients, photos and two earlier results, written straight into sekmet (the EHR's own data)."""
-    patient = _post(
+    patient = post_resource(
         sekmet,
         {
             "resourceType": "Patient",
@@ -80,11 +82,11 @@ def seed_chart(sekmet: str) -> Chart:
         },
     )
     eyelid_png = (REPO / "examples" / "eyelid.png").read_bytes()
-    binary = _post(
+    binary = post_resource(
         sekmet,
         {"resourceType": "Binary", "contentType": "image/png", "data": base64.b64encode(eyelid_png).decode()},
     )
-    eyelid = _post(
+    eyelid = post_resource(
         sekmet,
         {
             "resourceType": "Media",
@@ -96,7 +98,7 @@ def seed_chart(sekmet: str) -> Chart:
         },
     )
     forearm_jpeg = _small_jpeg(REPO / "examples" / "forearm-eczema.jpg")
-    forearm = _post(
+    forearm = post_resource(
         sekmet,
         {
             "resourceType": "DocumentReference",
@@ -113,14 +115,27 @@ def seed_chart(sekmet: str) -> Chart:
             ],
         },
     )
+    # The same forearm at full size (good enough for the skin models), named by the sender's own words.
+    forearm_full = (REPO / "examples" / "forearm-eczema.jpg").read_bytes()
+    left_forearm = post_resource(
+        sekmet,
+        {
+            "resourceType": "Media",
+            "status": "completed",
+            "subject": {"reference": patient},
+            "createdDateTime": "2026-11-20T11:00:00+09:00",
+            "bodySite": {"coding": [UPPER_LIMB], "text": "Left forearm"},
+            "content": {"contentType": "image/jpeg", "data": base64.b64encode(forearm_full).decode()},
+        },
+    )
     # Earlier results already in the EHR, for the trend.
     for when, code, value in (
-        ("2026-06-01T10:00:00+09:00", "hb-estimate-conjunctiva-photo", {"valueQuantity": _g_dl(12.4)}),
-        ("2026-09-01T10:00:00+09:00", "hb-estimate-conjunctiva-photo", {"valueQuantity": _g_dl(11.1)}),
+        ("2026-06-01T10:00:00+09:00", "hb-estimate-conjunctiva-photo", {"valueQuantity": g_dl(12.4)}),
+        ("2026-09-01T10:00:00+09:00", "hb-estimate-conjunctiva-photo", {"valueQuantity": g_dl(11.1)}),
         ("2026-07-15T10:00:00+09:00", "tis", {"valueInteger": 6}),
         ("2026-10-02T14:00:00+09:00", "tis", {"valueInteger": 4}),
     ):
-        _post(
+        post_resource(
             sekmet,
             {
                 "resourceType": "Observation",
@@ -132,8 +147,8 @@ def seed_chart(sekmet: str) -> Chart:
                 **value,
             },
         )
-    other_patient = _post(sekmet, {"resourceType": "Patient", "name": [{"family": "Other"}]})
-    other_photo = _post(
+    other_patient = post_resource(sekmet, {"resourceType": "Patient", "name": [{"family": "Other"}]})
+    other_photo = post_resource(
         sekmet,
         {
             "resourceType": "Media",
@@ -143,10 +158,10 @@ def seed_chart(sekmet: str) -> Chart:
             "content": {"contentType": "image/png", "data": base64.b64encode(eyelid_png).decode()},
         },
     )
-    return Chart(patient, eyelid, forearm, other_patient, other_photo)
+    return Chart(patient, eyelid, forearm, left_forearm, other_patient, other_photo)
 
 
-def _g_dl(value: float) -> dict[str, Any]:
+def g_dl(value: float) -> dict[str, Any]:
     return {"value": value, "unit": "g/dL", "system": "http://unitsofmeasure.org", "code": "g/dL"}
 
 
@@ -226,13 +241,20 @@ def make_app(tmp_path: Path, ehr: SmartAuthServer, **overrides: Any) -> Flask:
     return create_app(load_settings(**values))
 
 
-@pytest.fixture
-def clinician_app(tmp_path: Path, ehr: SmartAuthServer) -> Iterator[ClinicianApp]:
-    app = make_app(tmp_path, ehr)
+@contextmanager
+def live_app(tmp_path: Path, ehr: SmartAuthServer, **overrides: Any) -> Iterator[ClinicianApp]:
+    """The app (settings ``overrides`` applied) served live with a worker, registered at the test EHR."""
+    app = make_app(tmp_path, ehr, **overrides)
     with LiveServer(app) as live, InlineWorker(app):
         ehr.register_app(live.url)
         yield ClinicianApp(app, live.url, ehr)
     services(app).close()
+
+
+@pytest.fixture
+def clinician_app(tmp_path: Path, ehr: SmartAuthServer) -> Iterator[ClinicianApp]:
+    with live_app(tmp_path, ehr) as running:
+        yield running
 
 
 class Clinician:

@@ -190,7 +190,7 @@ def test_the_access_token_is_refreshed_when_it_runs_out(
     for token in list(ehr._tokens.values()):
         token.revoked = True
     ended = clinician.http.get(str(first.url))
-    assert ended.status_code == 401 and "session has ended" in ended.text
+    assert ended.status_code == 401 and "Your session with the EHR has ended" in ended.text
 
 
 def test_a_page_and_its_thumbnails_refresh_once_together(

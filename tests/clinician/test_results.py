@@ -6,6 +6,7 @@ reads exactly what the workers write; the HTML is the real macro of the result p
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from fhir_mappings.observations import (
     build_tumour_observation,
 )
 from models.results import (
+    Abstention,
     AnalysisNotPerformed,
     ClassProbability,
     Concept,
@@ -31,8 +33,9 @@ from models.results import (
     TumourAssessment,
 )
 from plugin.app import create_app
-from plugin.clinician.charts import bars_svg
+from plugin.clinician.charts import bar_svg
 from plugin.clinician.results import result_view
+from plugin.clinician.wording import day, percent
 from plugin.settings import load_settings
 from tests.fhir_validation import sample_context, sample_model, sample_quality
 
@@ -40,6 +43,7 @@ SNOMED = "http://snomed.info/sct"
 AD = Concept("24079001", "Atopic dermatitis", SNOMED)
 IMPETIGO = Concept("48277006", "Impetigo", SNOMED)
 BCC = Concept("254701007", "Basal cell carcinoma of skin", SNOMED)
+# The panel as a reader sees it (tags stripped), a newline, then its markup.
 _PANEL = (
     "{% from 'clinician/_result.html' import result_panel with context %}{{ result_panel(item, 'launch') }}"
 )
@@ -49,36 +53,42 @@ def _render(tmp_path: Path, observation: dict[str, Any]) -> str:
     app = create_app(load_settings(data_dir=tmp_path / "data"))
     view = result_view(observation)
     assert view is not None
-    bars = bars_svg(view.title, [(b.label, b.probability) for b in view.bars], chart_id="bars")
     with app.test_request_context("/"):
-        return render_template_string(
+        html = render_template_string(
             _PANEL,
-            item={"view": view, "heatmap": None, "bars": bars},
+            item={"view": view, "heatmap": None},
             reference_only_text=codes.REFERENCE_ONLY_TEXT,
+            percent=percent,
+            day=day,
+            bar_svg=bar_svg,
         )
+    # What a reader sees: tags and the non-breaking space of "82 %" aside.
+    return " ".join(re.sub(r"<[^>]+>", " ", html).replace("\u00a0", " ").split()) + "\n" + html
 
 
 def test_tis_shows_total_band_and_sub_scores(tmp_path: Path) -> None:
     obs = build_tis_observation(TisScore(2, 2, 1), sample_model(), sample_context())
     html = _render(tmp_path, obs)
-    assert "TIS <strong>5 of 9</strong>" in html and "Moderate (TIS 3–5)" in html
-    for item in ("Erythema (TIS item)</th><td>2 of 3", "Excoriation (TIS item)</th><td>1 of 3"):
+    assert "TIS 5 of 9" in html and "Moderate (TIS 3–5)" in html
+    for item in ("Erythema (TIS item) 2 of 3", "Excoriation (TIS item) 1 of 3"):
         assert item in html
 
 
 def test_condition_probabilities_are_bars_with_numbers_as_text(tmp_path: Path) -> None:
     panel = ConditionProbabilities((ClassProbability(AD, 0.82), ClassProbability(IMPETIGO, 0.18)))
     html = _render(tmp_path, build_condition_observation(panel, sample_model(), sample_context()))
-    assert "<svg" in html and 'role="img"' in html
-    assert "Atopic dermatitis 82 %" in html and "Impetigo 18 %" in html  # the caption, for every reader
-    assert "Most likely: Atopic dermatitis" in html
+    assert '<table class="probabilities">' in html and 'aria-hidden="true"' in html  # bars: decoration
+    assert "Atopic dermatitis 82 %" in html and "Impetigo 18 %" in html  # the numbers, as text
+    assert "Most likely: Atopic dermatitis (82 %)" in html
+    assert "0.82" not in html  # one probability format on the page
 
 
 def test_tumour_assessment_and_a_reference_model(tmp_path: Path) -> None:
     assessment = TumourAssessment(0.31, (ClassProbability(BCC, 0.31),))
     model = sample_model(reference_only=True)
     html = _render(tmp_path, build_tumour_observation(assessment, model, sample_context()))
-    assert "<strong>0.31</strong>" in html and "Basal cell carcinoma of skin 31 %" in html
+    assert "31 %" in html and "Basal cell carcinoma of skin 31 %" in html
+    assert "0.31" not in html
     assert codes.REFERENCE_ONLY_TEXT in html and "Atopiyo TIS heads 1.2.0" in html
     assert "Not saved to the record." in html
 
@@ -90,6 +100,7 @@ def test_hb_with_interval_and_anaemia_flag(tmp_path: Path) -> None:
     )
     html = _render(tmp_path, obs)
     assert "<strong>10.1 g/dL</strong>" in html and "8.9–11.4 g/dL" in html
+    assert "No conclusion" not in html
     assert "▼ Low — anaemia range" in html and "Below the WHO anaemia cut-off" in html
 
 
@@ -98,7 +109,7 @@ def test_quality_retake_advice_and_not_performed(tmp_path: Path) -> None:
     assert "Retake the photo" in html and "Hold the phone still." in html
     item = AnalysisNotPerformed(analysis="tis", reason="No skin model is installed for this analysis.")
     html = _render(tmp_path, build_not_performed_observation(item, sample_context()))
-    assert "Not performed." in html and "No skin model is installed" in html
+    assert "No conclusion Not performed. No skin model is installed" in html
 
 
 def test_an_unknown_photomarker_code_still_shows(tmp_path: Path) -> None:
@@ -125,3 +136,35 @@ def test_an_unknown_photomarker_code_still_shows(tmp_path: Path) -> None:
     html = _render(tmp_path, obs)
     assert "Future score (AI)" in html and "3.5 points" in html
     assert "<svg" in html and "Psoriasis 64 %" in html  # any classifier's probabilities become bars
+
+
+def test_an_abstained_result_has_no_headline_number(tmp_path: Path) -> None:
+    estimate = HbEstimate(11.7, 7.7, 15.6, abstention=Abstention("the photo is unlike the training photos"))
+    facts = PatientFacts(age_months=30 * 12, sex="female")
+    html = _render(
+        tmp_path, build_hb_observation(estimate, sample_model(), sample_context(patient_facts=facts))
+    )
+    shown, markup = html.split("\n", 1)
+    assert "No conclusion The model abstained (the photo is unlike the training photos)" in shown
+    headline = re.search(r'<p class="headline">(.*?)</p>', markup, re.S)
+    assert headline is not None and "11.7" not in headline.group(1) and "No conclusion" in headline.group(1)
+    # The number is kept (the spread is the point) but only behind "not a result", never as a flag.
+    withheld = re.search(r'<details class="withheld">(.*?)</details>', markup, re.S)
+    assert withheld is not None and "11.7 g/dL" in withheld.group(1)
+    assert "11.7" not in markup.replace(withheld.group(0), "")
+    assert "Low" not in shown
+
+
+def test_panel_brief_gives_the_top_class_and_its_probability() -> None:
+    panel = ConditionProbabilities((ClassProbability(AD, 0.18), ClassProbability(IMPETIGO, 0.82)))
+    view = result_view(build_condition_observation(panel, sample_model(), sample_context()))
+    assert view is not None and view.brief == "Impetigo 82\u00a0%"
+    abstained = ConditionProbabilities(panel.classes, abstention=Abstention("too uncertain"))
+    view = result_view(build_condition_observation(abstained, sample_model(), sample_context()))
+    assert view is not None and view.brief == "No conclusion — the model abstained" and not view.conclusive
+
+
+def test_probabilities_are_whole_percents_without_false_certainty() -> None:
+    assert [percent(p) for p in (0.823, 0.005, 0.996, 1.0, 0.0)] == [
+        "82\u00a0%", "<1\u00a0%", ">99\u00a0%", ">99\u00a0%", "<1\u00a0%"
+    ]  # fmt: skip

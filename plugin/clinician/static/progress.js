@@ -1,4 +1,5 @@
 // Live progress of an analysis: poll the app's status endpoint, update the words, reload when done.
+// A 401 means the session has ended: reload once to show that page, and stop polling.
 (function () {
   "use strict";
   var section = document.getElementById("progress");
@@ -6,8 +7,12 @@
   if (!url) { return; }
   function poll() {
     fetch(url, { credentials: "same-origin", cache: "no-store" })
-      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (response) {
+        if (response.status === 401) { window.location.reload(); return undefined; }
+        return response.ok ? response.json() : null;
+      })
       .then(function (state) {
+        if (state === undefined) { return; }
         if (!state) { setTimeout(poll, 3000); return; }
         state.jobs.forEach(function (job) {
           var item = section.querySelector('li[data-job="' + job.id + '"] .status');

@@ -1,0 +1,40 @@
+"""How the clinician pages write dates, probabilities and photo names: one way each, everywhere.
+
+A probability is a whole percent ("82 %"), never "0.82" in one place and "82 %" in another, and
+never more digits than the model can stand behind; "<1 %" and ">99 %" instead of 0 % and 100 %,
+which no calibrated model means. A photo is named the way a clinician would say it — "Photo of
+20 Nov 2026 · Left forearm" — and its FHIR id appears only in a details line.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+# A non-breaking space keeps "82" and "%" on one line when a label wraps.
+_NBSP = "\u00a0"
+
+
+def percent(probability: float) -> str:
+    """0.823 → "82 %"; the ends say "<1 %" / ">99 %" rather than a certainty no model has."""
+    shown = round(max(0.0, min(1.0, probability)) * 100)
+    if shown < 1:
+        return f"<1{_NBSP}%"
+    if shown > 99:
+        return f">99{_NBSP}%"
+    return f"{shown}{_NBSP}%"
+
+
+def day(when: date | datetime | None) -> str | None:
+    """20 Nov 2026 — day first, the month as a word: unambiguous in every EHR's locale."""
+    if when is None:
+        return None
+    # The date where the photo was taken (its own offset), not where the server runs.
+    shown = when.date() if isinstance(when, datetime) else when
+    return f"{shown.day} {shown:%b %Y}"
+
+
+def photo_label(taken_at: datetime | None, body_site: str | None) -> str:
+    """ "Photo of 20 Nov 2026 · Left forearm"; whichever part is unknown says so."""
+    when = day(taken_at)
+    first = f"Photo of {when}" if when else "Photo (date not recorded)"
+    return f"{first} · {body_site}" if body_site else first
