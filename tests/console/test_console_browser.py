@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from flask import Flask
 from playwright.sync_api import Page, expect
 
 from audit.record import AuditOutcome
-from tests.browser import LiveServer
+from tests.browser import LiveServer, assert_accessible, failed_requests
 from tests.console.conftest import AUDITOR, PASSWORD, Console, sample_events
 
 
@@ -85,3 +86,20 @@ def test_post_without_the_token_is_refused(browser_page: Page, server: str, cons
     assert response.status == 403
     assert console.events("audit.verify") == []
     assert len(console.events("auditor.csrf-rejected")) == 1
+
+
+def test_console_pages_pass_axe_and_load_everything(
+    browser_page: Page, server: str, console: Console
+) -> None:
+    page = browser_page
+    failures = failed_requests(page)
+    console.store.append_many(sample_events())
+    page.goto(f"{server}/audit/")
+    assert_accessible(page, "auditor sign-in")
+    sign_in(page, server)
+    expect(page.get_by_role("heading", name="Audit trail")).to_be_visible()
+    assert_accessible(page, "audit search")
+    page.locator("tbody tr").first.locator("a").click()
+    expect(page.get_by_role("heading", name=re.compile("Audit event"))).to_be_visible()
+    assert_accessible(page, "audit event")
+    assert failures == []  # the favicon included
