@@ -14,9 +14,10 @@ sekmet-fhir does not implement the authorization-code flow, so the tests run thi
 - ``/ehr``: the chart page that embeds the app in an iframe (EHR launch inside a frame).
 
 What a test may change between requests: the user's decision, scopes withheld from the grant, the
-patient of a launch, whether a banner is needed, the access-token lifetime, v1-only discovery and
-an id_token signed with the wrong key. What it can read back: every authorize request, token
-errors, refreshes and the tokens the FHIR endpoint saw.
+patient of a launch, whether a banner is needed, the access-token lifetime, v1-only discovery, an
+id_token signed with the wrong key, and a FHIR endpoint that refuses every token (401/403). What
+it can read back: every authorize request, token errors, refreshes and the tokens the FHIR
+endpoint saw.
 """
 
 from __future__ import annotations
@@ -171,6 +172,7 @@ class SmartAuthServer:
         self.access_token_lifetime_s = 3600
         self.scopes_supported = list(V2_SCOPES)
         self.sign_with_wrong_key = False
+        self.fhir_refusal: int | None = None  # 401/403 to every FHIR request, whatever the token
         # --- what a test may read ---
         self.authorize_requests: list[dict[str, str]] = []
         self.token_errors: list[str] = []
@@ -387,6 +389,8 @@ class SmartAuthServer:
         token = self._tokens.get(value) if scheme.lower() == "bearer" else None
         if token is None or token.is_expired():
             return _outcome(401, "login")
+        if self.fhir_refusal is not None:
+            return _outcome(self.fhir_refusal, "forbidden")
         self.fhir_tokens_seen.append(value)
         if request.method != "GET" and not any(
             s.endswith((".c", ".write", ".cud")) for s in token.scope.split()

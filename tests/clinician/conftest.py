@@ -187,6 +187,7 @@ def ehr(ehr_server: SmartAuthServer) -> SmartAuthServer:
     server.access_token_lifetime_s = 3600
     server.scopes_supported = list(V2_SCOPES)
     server.sign_with_wrong_key = False
+    server.fhir_refusal = None
     server.authorize_requests.clear()
     server.token_errors.clear()
     server.refreshes = 0

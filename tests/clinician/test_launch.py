@@ -193,6 +193,23 @@ def test_the_access_token_is_refreshed_when_it_runs_out(
     assert ended.status_code == 401 and "Your session with the EHR has ended" in ended.text
 
 
+def test_a_403_from_the_fhir_server_gets_one_refresh_then_ends_the_session(
+    clinician: Clinician, clinician_app: ClinicianApp, chart: Chart, ehr: SmartAuthServer
+) -> None:
+    page = clinician.launch(chart.patient)
+    assert page.status_code == 200
+    ehr.fhir_refusal = 403  # the EHR withdrew this app's access: a new token is refused all the same
+    ended = clinician.http.get(str(page.url))
+    assert ended.status_code == 401 and "Your session with the EHR has ended" in ended.text
+    assert "HTTP 403" in ended.text and "Back to the patient&#39;s photos" not in ended.text
+    assert ehr.refreshes == 1  # one renewal, one repeat of the request, then the end: never a loop
+    (event,) = _events(clinician_app, "smart.session-ended")
+    assert "403" in str(event.record.outcome_reason)  # type: ignore[attr-defined]
+    again = clinician.http.get(str(page.url))
+    assert again.status_code == 401 and ehr.refreshes == 1
+    assert len(_events(clinician_app, "smart.session-ended")) == 1
+
+
 def test_a_page_and_its_thumbnails_refresh_once_together(
     clinician: Clinician, clinician_app: ClinicianApp, chart: Chart, ehr: SmartAuthServer
 ) -> None:
