@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from fhir_mappings.photo import Photo, SourceRef
 from models.errors import (
     BadBase64,
+    EmptyPhoto,
     HashMismatch,
     InvalidResource,
     MalformedJson,
@@ -270,6 +271,9 @@ def _payload(attachment: Mapping[str, Any], path: str, ctx: InputContext) -> tup
     url = attachment.get("url")
     if isinstance(url, str) and url.strip():
         return None, binary_reference(url.strip(), ctx.fhir_base, f"{path}.url")
+    if isinstance(data, str):
+        # Data was sent, and it holds nothing: an empty photo, not a missing one.
+        raise EmptyPhoto("the attachment's data is empty (0 bytes)", expression=f"{path}.data")
     raise NoImageContent("the attachment has neither data nor url", expression=path)
 
 

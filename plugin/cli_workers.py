@@ -11,8 +11,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 from datetime import datetime
 from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
@@ -22,7 +20,8 @@ from flask import Flask
 
 from models.errors import PhotomarkerError
 from plugin.cli_context import settings_of
-from plugin.settings import Settings, load_settings
+from plugin.settings import Settings
+from plugin.worker_main import quiet_http_loggers, run_worker
 
 if TYPE_CHECKING:
     from workers.jobs import JobStatus, JobStore
@@ -30,15 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POOLS = ("prefork", "solo", "threads")
-# These log every request URL at INFO; a URL can name a patient, and logs must not.
-_CHATTY_LOGGERS = ("httpx", "httpcore")
-
-
-def _quiet_http_loggers() -> None:
-    for name in _CHATTY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def _queues(value: str) -> list[str]:
     from workers.celery_app import QUEUES
 
@@ -67,44 +57,6 @@ def _queues(value: str) -> list[str]:
 def worker(ctx: click.Context, queues: str, concurrency: int, pool: str, hostname: str | None) -> None:
     """Run a Celery worker that analyses photos from the queues."""
     run_worker(settings_of(ctx), _queues(queues), concurrency=concurrency, pool=pool, hostname=hostname)
-
-
-def run_worker(
-    settings: Settings, queues: list[str], *, concurrency: int, pool: str, hostname: str | None = None
-) -> None:
-    from celery.signals import worker_process_init
-
-    import workers.tasks  # noqa: F401  (registers the tasks with the app made below)
-    from plugin.app import create_app
-    from workers.celery_app import celery_for
-    from workers.tasks import warm_models
-
-    _quiet_http_loggers()
-    app = create_app(settings)
-    if pool == "prefork":
-        # Each child loads the models once, after the fork (torch state does not survive fork well).
-        worker_process_init.connect(lambda **_: warm_models(settings), weak=False)
-    else:
-        warm_models(settings)
-    argv = [
-        "worker",
-        "--queues",
-        ",".join(queues),
-        "--concurrency",
-        str(concurrency),
-        "--pool",
-        pool,
-        # No gossip, mingle or heartbeat: they need fanout (the SQLite transport has none) and
-        # add start-up time; nothing here uses them.
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-        "--loglevel",
-        settings.log_level,
-        "--hostname",
-        hostname or f"photomarker-{'-'.join(queues)}@%h",
-    ]
-    celery_for(app).worker_main(argv)
 
 
 @click.command("beat")
@@ -144,12 +96,10 @@ def serve(ctx: click.Context, host: str, port: int, concurrency: int) -> None:
     settings = settings_of(ctx)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     _recover_unfinished(settings)
-    # A child process from a clean interpreter (not a fork of this one, and no multiprocessing
-    # bookkeeping for gunicorn's forked workers to trip over); it reads the same environment.
-    worker_process = subprocess.Popen(  # noqa: S603  (our own interpreter and module, no user input)
-        [sys.executable, "-m", "plugin.cli_workers", str(concurrency)]
-    )
-    log.info("embedded worker started (pid %s) on %s", worker_process.pid, _safe_broker(settings))
+    from plugin.embedded_worker import EmbeddedWorker
+
+    embedded = EmbeddedWorker(concurrency)
+    log.info("embedded worker started (pid %s) on %s", embedded.pid, _safe_broker(settings))
     serving_pid = os.getpid()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
@@ -162,21 +112,7 @@ def serve(ctx: click.Context, host: str, port: int, concurrency: int) -> None:
         # gunicorn's workers are forks of this process and unwind through here too: only the
         # process that started the worker stops it.
         if os.getpid() == serving_pid:
-            worker_process.terminate()  # Celery's warm shutdown: the running job finishes
-            try:
-                worker_process.wait(60)
-            except subprocess.TimeoutExpired:
-                worker_process.kill()
-                worker_process.wait()
-
-
-def _embedded_worker(concurrency: int) -> None:
-    settings = load_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from workers.celery_app import QUEUES
-
-    pool = "solo" if concurrency == 1 else "prefork"
-    run_worker(settings, list(QUEUES), concurrency=concurrency, pool=pool, hostname="photomarker-embedded@%h")
+            embedded.stop()
 
 
 def _recover_unfinished(settings: Settings) -> None:
@@ -199,7 +135,7 @@ def _recover_unfinished(settings: Settings) -> None:
 def serve_http(settings: Settings, *, host: str, port: int, processes: int, threads: int) -> None:
     from plugin.app import create_app
 
-    _quiet_http_loggers()
+    quiet_http_loggers()
     try:
         from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError:
@@ -373,7 +309,3 @@ def _when(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
     return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
-
-
-if __name__ == "__main__":  # `serve`'s embedded worker: python -m plugin.cli_workers CONCURRENCY
-    _embedded_worker(int(sys.argv[1]) if len(sys.argv) > 1 else 1)

@@ -89,8 +89,17 @@ class Settings(BaseSettings):
     broker_visibility_timeout_s: float = Field(default=3600, gt=0)
     # Redis: how often workers look for such messages.
     broker_restore_interval_s: float = Field(default=10, gt=0)
-    # Seconds a worker holds the jobs it claimed, renewed as it works; after that another may take over.
-    job_lease_s: float = Field(default=300, gt=0)
+    # Redis: a worker rides out a broker outage this long (reconnecting with backoff, 2 s growing
+    # to 30 s between tries); longer, it exits non-zero so its supervisor (compose, systemd) restarts it.
+    broker_outage_limit_s: float = Field(default=900, gt=0)
+    # Seconds a worker holds the jobs it claimed. A thread renews the lease every third of this while
+    # the batch runs, so a killed worker's jobs are free again at most this long after it died.
+    job_lease_s: float = Field(default=20, gt=0)
+    # How often each worker announces itself and re-sends the jobs of workers that stopped renewing
+    # their lease (a killed worker's jobs are taken up within job_lease_s + this).
+    worker_heartbeat_s: float = Field(default=5, gt=0)
+    # /healthz says "degraded" when no worker has announced itself for this long (jobs still queue).
+    worker_missing_after_s: float = Field(default=60, gt=0)
     # Micro-batching: up to this many waiting jobs of one queue go through the models together,
     # waiting at most this long for more to arrive.
     batch_max_jobs: int = Field(default=8, ge=1, le=256)

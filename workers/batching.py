@@ -11,9 +11,7 @@ reason, or — when the FHIR server stayed unavailable — released so the messa
 from __future__ import annotations
 
 import logging
-import os
 import re
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -40,6 +38,7 @@ from workers.celery_app import Services
 from workers.fetch import photo_bytes
 from workers.fhir_client import FhirClient, RetryPolicy
 from workers.jobs import Job, JobStore, job_audit_record
+from workers.liveness import LeaseKeeper, worker_id
 from workers.writeback import facts_for_interpretation, result_bundle, stored_as_file
 
 log = logging.getLogger(__name__)
@@ -49,11 +48,6 @@ T = TypeVar("T")
 _FILL_POLL_S = 0.01
 # "Type/id" at the end of a location, before any "/_history/…".
 _LOCATION = re.compile(r"(?:^|/)([A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?/?$")
-
-
-def worker_id() -> str:
-    """``host:pid`` of this process (read each time: prefork children differ from their parent)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -77,8 +71,9 @@ def run_batch(svc: Services, owner_id: str) -> BatchOutcome:
     batch = list(claim.jobs)
     if not batch:
         return BatchOutcome()  # finished already, or another message's batch has it
-    batch += _fill(store, owner_id, me, settings, have=len(batch))
-    return _Batch(svc, owner_id, me).run(batch)
+    with LeaseKeeper(store, owner_id, me, settings.job_lease_s) as lease:
+        batch += _fill(store, owner_id, me, settings, have=len(batch))
+        return _Batch(svc, owner_id, me, lease).run(batch)
 
 
 def _fill(store: JobStore, owner_id: str, me: str, settings: Settings, *, have: int) -> list[Job]:
@@ -115,6 +110,7 @@ class _Batch:
     svc: Services
     owner_id: str
     me: str
+    lease: LeaseKeeper
     issued: datetime = field(default_factory=lambda: datetime.now().astimezone())
     done: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
@@ -138,10 +134,10 @@ class _Batch:
                 item = self._guard(job, partial(self._prepare, job))
                 if item is not None:
                     prepared.append(item)
-            self._renew()
             for ready, analysed in self._analyse(prepared):
+                if self.lease.lost:
+                    break  # another worker has the batch now; it writes the results
                 self._guard(ready.job, partial(self._write_back, ready, analysed))
-                self._renew()
             return self._outcome()
         finally:
             for client in self.clients.values():
@@ -219,7 +215,7 @@ class _Batch:
     def _outcome(self) -> BatchOutcome:
         retry_in: float | None = None
         if self.transient:
-            failures = self.store.release_for_retry([job.id for job, _ in self.transient])
+            failures = 1 + max(job.transient_failures for job, _ in self.transient)
             if failures > self.settings.job_max_retries:
                 for job, error in self.transient:
                     self._fail(job, error)
@@ -228,6 +224,10 @@ class _Batch:
                 asked = max((error.retry_after or 0.0) for _, error in self.transient)
                 # Retry-After is honoured, but a server cannot park a job for ever.
                 retry_in = min(max(backoff, asked), self.settings.fhir_backoff_max_s * 20)
+                # Parked a lease longer than the retry: the reaper steps in only if it never comes.
+                until = self.store.now() + retry_in + self.settings.job_lease_s
+                waiting = [job.id for job, _ in self.transient]
+                self.store.release_for_retry(waiting, worker=self.me, until=until)
                 log.info(
                     "%d job(s) wait for the FHIR server; retry %d in %.0f s",
                     len(self.transient),
@@ -272,21 +272,18 @@ class _Batch:
             )
         return self.clients[key]
 
-    def _renew(self) -> None:
-        self.store.renew(self.owner_id, worker=self.me, lease_s=self.settings.job_lease_s)
-
     def _finish(
         self, job: Job, *, written: tuple[str, ...], result_bundle: dict[str, Any] | None = None
     ) -> None:
-        if not self.store.finish(job.id, written=written, result_bundle=result_bundle):
-            log.info("job %s was already finished elsewhere", job.id)
+        if not self.store.finish(job.id, written=written, result_bundle=result_bundle, worker=self.me):
+            log.info("job %s was finished or taken over elsewhere", job.id)
             return
         self.done.append(job.id)
         self._audit(job, "finished", AuditOutcome.SUCCESS, entities=written)
         self._forget_credential(job)
 
     def _fail(self, job: Job, error: PhotomarkerError) -> None:
-        if not self.store.fail(job.id, code=error.code, message=error.message):
+        if not self.store.fail(job.id, code=error.code, message=error.message, worker=self.me):
             return
         self.failed.append(job.id)
         log.info("job %s failed: %s", job.id, error.code)

@@ -30,6 +30,7 @@ from audit.record import AuditRecord
 from audit.store import AuditStore
 from models.results import PhotoKind
 from plugin.settings import Settings
+from workers.broker import outage_retries
 from workers.credentials import CredentialStore
 from workers.jobs import Job, JobStore
 
@@ -81,6 +82,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_url": broker,
         "broker_transport_options": transport_options,
         "broker_connection_retry_on_startup": True,
+        # A worker rides out an outage this long, then exits non-zero for its supervisor.
+        "broker_connection_max_retries": outage_retries(settings.broker_outage_limit_s),
         "broker_connection_timeout": 5,
         # The job store is the record of every job; Celery keeps no results.
         "task_ignore_result": True,

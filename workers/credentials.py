@@ -21,7 +21,8 @@ from sqlalchemy import delete, insert, select
 
 from models.errors import CredentialUnavailable, SettingsError
 from plugin.settings import Settings
-from workers.jobs import JobStore, fhir_credentials
+from workers.job_schema import fhir_credentials
+from workers.jobs import JobStore
 
 KEY_FILE = "credential.key"
 

@@ -8,7 +8,10 @@ State moves queued → running → done | failed, and each move is one condition
 redelivered message can never move a job backwards or finish it twice. A message for job X
 *owns a batch*: X itself when it was still queued, plus other queued jobs of the same queue it
 claims on the way (micro-batching). Claimed jobs carry a lease; while it runs nobody else works
-on them, after it ends (a worker died) the owner's redelivered message takes the batch over.
+on them. The lease is short and renewed by a thread while the batch runs; when it ends (the
+worker died), any worker's reaper (``workers.liveness``) puts the jobs back in the queue and
+re-sends their messages. Only the lease holder can finish a job, so a worker that lost its lease
+to a takeover cannot record a result twice.
 """
 
 from __future__ import annotations
@@ -22,15 +25,6 @@ from datetime import datetime
 from typing import Any, Literal, cast
 
 from sqlalchemy import (
-    Column,
-    Float,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    Text,
     and_,
     func,
     insert,
@@ -43,61 +37,12 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from audit.engine import WRITE_OPTION, make_engine
 from audit.record import AuditAction, AuditOutcome, AuditRecord
+from workers.job_schema import jobs, metadata
 
 JobStatus = Literal["queued", "running", "done", "failed"]
 TERMINAL: tuple[JobStatus, ...] = ("done", "failed")
 # pg_advisory_xact_lock key held while creating tables, so processes starting together create once.
 _CREATE_LOCK_KEY = 0x6A6F6273  # "jobs"
-
-metadata = MetaData()
-
-jobs = Table(
-    "photomarker_job",
-    metadata,
-    Column("id", String(32), primary_key=True),
-    Column("status", String(16), nullable=False),
-    Column("queue", String(32), nullable=False),
-    Column("kind", String(16), nullable=False),  # what the client asked for: auto, skin, conjunctiva
-    Column("fhir_base", Text),  # where the photo is read from and results written to; None: nowhere
-    Column("reference", String(256)),  # "Media/123" for {"reference": …} submissions
-    Column("resource", Text),  # the submitted resource's JSON for {"resource": …} submissions
-    Column("credential", String(64)),  # handle into the credential store, never the token
-    Column("requested_by", String(200), nullable=False),
-    Column("patient", String(200)),
-    Column("batch_owner", String(32)),  # the job whose message is responsible for this one
-    Column("worker", String(200)),  # host:pid that last claimed it
-    Column("lease_until", Float),
-    Column("attempts", Integer, nullable=False, default=0),  # times a worker started it
-    Column("transient_failures", Integer, nullable=False, default=0),
-    Column("error_code", String(64)),
-    Column("error_message", Text),
-    Column("written", Text),  # JSON list of "Type/id" the write-back created or found
-    Column("result_bundle", Text),  # JSON transaction Bundle, kept when there was no server to write to
-    # Unix seconds: exact, comparable, zone-free; shown in the reader's zone.
-    Column("created_at", Float, nullable=False),
-    Column("started_at", Float),
-    Column("finished_at", Float),
-    Index("ix_photomarker_job_claim", "status", "queue", "created_at"),
-    Index("ix_photomarker_job_owner", "batch_owner", "status"),
-)
-
-api_tokens = Table(
-    "photomarker_api_token",
-    metadata,
-    Column("name", String(100), primary_key=True),
-    Column("token_sha256", String(64), nullable=False, unique=True),
-    Column("created_at", Float, nullable=False),
-    Column("revoked_at", Float),
-)
-
-fhir_credentials = Table(
-    "photomarker_fhir_credential",
-    metadata,
-    Column("handle", String(64), primary_key=True),
-    Column("ciphertext", LargeBinary, nullable=False),
-    Column("created_at", Float, nullable=False),
-)
-
 
 @dataclass(frozen=True)
 class Job:
@@ -272,7 +217,12 @@ class JobStore:
             members = self._members(connection, owner_id)
             if not members:
                 return Claim()
-            held = [m["lease_until"] for m in members if m["lease_until"] and m["lease_until"] > now]
+            # A lease without a worker is a batch parked for a retry: its own message may take it.
+            held = [
+                m["lease_until"]
+                for m in members
+                if m["worker"] is not None and m["lease_until"] and m["lease_until"] > now
+            ]
             if held:
                 return Claim(lease_held_until=max(held))
             if fresh and len(members) < max_jobs:
@@ -296,29 +246,33 @@ class JobStore:
             rows = connection.execute(select(jobs).where(jobs.c.id.in_(ids))).mappings().all()
             return tuple(_job(row) for row in rows)
 
-    def renew(self, owner_id: str, *, worker: str, lease_s: float) -> None:
-        """Keep the lease of a batch that is still being worked on."""
+    def renew(self, owner_id: str, *, worker: str, lease_s: float) -> int:
+        """Keep the lease of a batch that is still being worked on; returns how many jobs ``worker``
+        still holds (0: the batch was taken over or finished)."""
         with self.write() as connection:
-            connection.execute(
+            result = connection.execute(
                 update(jobs)
                 .where(jobs.c.batch_owner == owner_id, jobs.c.status == "running", jobs.c.worker == worker)
                 .values(lease_until=self.now() + lease_s)
             )
+            return int(result.rowcount)
 
-    def release_for_retry(self, job_ids: Sequence[str]) -> int:
-        """Give up the lease of jobs that hit a transient failure; returns their highest failure count."""
-        if not job_ids:
-            return 0
+    def release_for_retry(self, job_ids: Sequence[str], *, worker: str, until: float) -> None:
+        """Give up ``worker``'s lease of jobs that hit a transient failure; they wait, parked under
+        their batch with no worker, until ``until`` (their message's retry is due before that; only
+        if it never comes does the reaper take them up)."""
         with self.write() as connection:
             connection.execute(
                 update(jobs)
-                .where(jobs.c.id.in_(job_ids), jobs.c.status == "running")
-                .values(lease_until=self.now(), transient_failures=jobs.c.transient_failures + 1)
+                .where(jobs.c.id.in_(job_ids), jobs.c.status == "running", jobs.c.worker == worker)
+                .values(worker=None, lease_until=until, transient_failures=jobs.c.transient_failures + 1)
             )
-            counts = connection.execute(
-                select(func.max(jobs.c.transient_failures)).where(jobs.c.id.in_(job_ids))
-            ).scalar()
-        return int(counts or 0)
+
+    def expired_leases(self) -> list[Job]:
+        """Running jobs whose lease has run out: their worker died, or their retry was never taken up."""
+        query = select(jobs).where(jobs.c.status == "running", jobs.c.lease_until < self.now())
+        with self._engine.connect() as connection:
+            return [_job(row) for row in connection.execute(query).mappings()]
 
     def _members(self, connection: Connection, owner_id: str) -> Sequence[RowMapping]:
         query = select(jobs).where(jobs.c.batch_owner == owner_id, jobs.c.status == "running")
@@ -373,12 +327,19 @@ class JobStore:
             connection.execute(update(jobs).where(jobs.c.id == job_id).values(patient=patient))
 
     def finish(
-        self, job_id: str, *, written: Sequence[str], result_bundle: dict[str, Any] | None = None
+        self,
+        job_id: str,
+        *,
+        written: Sequence[str],
+        result_bundle: dict[str, Any] | None = None,
+        worker: str | None = None,
     ) -> bool:
-        """running → done. False when the job was not running (someone else finished it)."""
+        """running → done. False when the job was not running (someone else finished it) or, with
+        ``worker``, when that worker no longer holds it (its lease was taken over)."""
         return self._transition(
             job_id,
             ("running",),
+            worker=worker,
             status="done",
             written=json.dumps(list(written)),
             result_bundle=json.dumps(result_bundle) if result_bundle is not None else None,
@@ -386,25 +347,38 @@ class JobStore:
             error_message=None,
         )
 
-    def fail(self, job_id: str, *, code: str, message: str) -> bool:
-        """queued | running → failed. False when the job had already finished."""
+    def fail(self, job_id: str, *, code: str, message: str, worker: str | None = None) -> bool:
+        """queued | running → failed. False when the job had already finished (or, with ``worker``,
+        when that worker no longer holds it)."""
         return self._transition(
-            job_id, ("queued", "running"), status="failed", error_code=code, error_message=message[:2000]
+            job_id,
+            ("queued", "running"),
+            worker=worker,
+            status="failed",
+            error_code=code,
+            error_message=message[:2000],
         )
 
-    def _transition(self, job_id: str, allowed: tuple[JobStatus, ...], **values: Any) -> bool:
+    def _transition(
+        self, job_id: str, allowed: tuple[JobStatus, ...], *, worker: str | None, **values: Any
+    ) -> bool:
+        condition = and_(jobs.c.id == job_id, jobs.c.status.in_(allowed))
+        if worker is not None:
+            condition = and_(condition, jobs.c.worker == worker)
         with self.write() as connection:
             result = connection.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id, jobs.c.status.in_(allowed))
-                .values(finished_at=self.now(), lease_until=None, **values)
+                update(jobs).where(condition).values(finished_at=self.now(), lease_until=None, **values)
             )
             return bool(result.rowcount == 1)
 
     # --- operators: retry and recovery --------------------------------------------------------
 
-    def requeue(self, job_id: str) -> Job | None:
-        """failed, queued, or running with no live lease → queued afresh; None if not allowed."""
+    def requeue(self, job_id: str, *, reset_failures: bool = True) -> Job | None:
+        """failed, queued, or running with no live lease → queued afresh; None if not allowed.
+
+        An operator's retry starts the transient-failure count again; a takeover after a lease ran
+        out keeps it, so a job cannot wait for a down FHIR server for ever.
+        """
         now = self.now()
         with self.write() as connection:
             result = connection.execute(
@@ -423,7 +397,7 @@ class JobStore:
                     status="queued",
                     batch_owner=None,
                     lease_until=None,
-                    transient_failures=0,
+                    transient_failures=0 if reset_failures else jobs.c.transient_failures,
                     error_code=None,
                     error_message=None,
                     finished_at=None,

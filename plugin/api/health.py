@@ -1,4 +1,10 @@
-"""``GET /healthz`` for load balancers and compose: 200 when the queue and the job store answer."""
+"""``GET /healthz`` for load balancers and compose.
+
+503 when the queue or the job store does not answer (this process cannot take jobs). 200 with
+``"status": "degraded"`` when both answer but no worker has announced itself for
+``worker_missing_after_s``: jobs are still accepted and wait, queued, for a worker to come back —
+the web process is fine, so a load balancer must not pull it, but an operator should look.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from celery import Celery
 from flask import Blueprint, Response, jsonify
 
 from workers.celery_app import QUEUES, celery_for, services
+from workers.liveness import last_worker_seen
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +42,25 @@ def healthz() -> tuple[Response, int]:
         log.warning("health: job store unreachable (%s)", type(exc).__name__)
         checks["jobs"] = "unreachable"
     healthy = all(value == "ok" for value in checks.values())
-    body: dict[str, Any] = {"status": "ok" if healthy else "unavailable", "checks": checks}
+    if healthy:
+        checks["workers"] = _workers_check()
+    status = "unavailable" if not healthy else "ok" if checks["workers"] == "ok" else "degraded"
+    body: dict[str, Any] = {"status": status, "checks": checks}
     if depths:
         body["queues"] = depths  # waiting messages per queue: what worker autoscaling reads
     return jsonify(body), 200 if healthy else 503
+
+
+def _workers_check() -> str:
+    """"ok" when some worker announced itself recently; else how long none has."""
+    svc = services()
+    seen = last_worker_seen(svc.jobs)
+    if seen is None:
+        return "none seen yet"
+    silent = svc.jobs.now() - seen
+    if silent > svc.settings.worker_missing_after_s:
+        return f"none seen for {silent:.0f} s"
+    return "ok"
 
 
 def queue_depths(celery_app: Celery) -> dict[str, int]:

@@ -37,6 +37,7 @@ from models.errors import (
     RequestTooLarge,
     UnsupportedContentType,
 )
+from models.intake import IntakeLimits, check_declared_pixels
 from plugin.api.tokens import ApiTokens
 from workers.celery_app import Services, celery_for, enqueue, queue_for, services
 from workers.jobs import Job, NewJob, job_audit_record
@@ -230,6 +231,8 @@ def _checked_photo(resource: Any, svc: Services) -> Photo:
         raise InvalidResource("the resource has a value that cannot be read") from None
     if photo.data is not None:
         check_declared_hash(photo, photo.data)
+        # A bomb is refused here, from its header, not after a worker has taken it off the queue.
+        check_declared_pixels(photo.data, IntakeLimits.from_settings(settings))
     elif photo.binary_reference is not None and settings.fhir_base is None:
         raise BinaryUnavailable(
             f"the photo is held in {photo.binary_reference}, and no FHIR server is configured"

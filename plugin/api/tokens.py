@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from sqlalchemy import insert, select, update
 
 from models.errors import InvalidRequest
-from workers.jobs import JobStore, api_tokens
+from workers.job_schema import api_tokens
+from workers.jobs import JobStore
 
 TOKEN_PREFIX = "pmk_"  # noqa: S105  (a visible prefix so leaked tokens are recognisable)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")

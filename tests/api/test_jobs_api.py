@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,9 @@ from flask import Flask
 from plugin.app import create_app
 from plugin.settings import load_settings
 from tests.api.conftest import PHOTO, ApiClient, media
+from tests.models.conftest import png_declaring
 from workers.celery_app import services
+from workers.liveness import announce
 
 OUTCOME_TYPE = "application/fhir+json"
 
@@ -172,6 +175,8 @@ def test_an_unknown_endpoint_and_a_wrong_method_are_operation_outcomes(api: ApiC
 
 DEEP = "[" * 100_000 + "]" * 100_000
 
+BOMB = base64.b64encode(png_declaring(30_000, 30_000)).decode()
+
 HOSTILE: list[tuple[str, Any, str, int, str]] = [
     # (name, body — bytes are sent raw as application/json, content type, status, code)
     ("not json", b"{resource: Media}", "application/json", 400, "malformed-json"),
@@ -281,6 +286,22 @@ HOSTILE: list[tuple[str, Any, str, int, str]] = [
         "photo-too-large",
     ),
     ("no content", {"resource": media(content=None)}, "application/json", 422, "no-image-content"),
+    (
+        # Data was sent, and it is empty: that is an empty photo, not a missing one.
+        "empty data",
+        {"resource": media(content={"contentType": "image/jpeg", "data": ""})},
+        "application/json",
+        400,
+        "empty-photo",
+    ),
+    (
+        # The header declares 900 MP: refused here, before a worker ever sees it.
+        "30000×30000 PNG",
+        {"resource": media(content={"contentType": "image/png", "data": BOMB})},
+        "application/json",
+        413,
+        "photo-too-many-pixels",
+    ),
 ]
 
 
@@ -338,11 +359,29 @@ def test_responses_carry_security_headers(api: ApiClient) -> None:
     assert response.headers["Referrer-Policy"] == "no-referrer"
 
 
-def test_health_is_200_when_the_queue_answers(api: ApiClient) -> None:
+def test_health_is_degraded_but_200_when_the_queue_answers_and_no_worker_was_seen(api: ApiClient) -> None:
     response = api.client.get("/healthz")
     assert response.status_code == 200
-    assert response.get_json()["checks"] == {"queue": "ok", "jobs": "ok"}
-    assert set(response.get_json()["queues"]) == {"skin", "conjunctiva"}
+    body = response.get_json()
+    assert body["status"] == "degraded"
+    assert body["checks"] == {"queue": "ok", "jobs": "ok", "workers": "none seen yet"}
+    assert set(body["queues"]) == {"skin", "conjunctiva"}
+
+
+def test_health_is_ok_while_a_worker_announces_itself_and_degraded_when_none_has_lately(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(data_dir=tmp_path / "data", worker_missing_after_s=1)
+    app = create_app(settings)
+    with app.app_context():
+        announce(services().jobs, "host:123", "skin")
+    response = app.test_client().get("/healthz")
+    assert (response.status_code, response.get_json()["status"]) == (200, "ok")
+    time.sleep(1.6)
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 200  # the web process can still take jobs: they wait, queued
+    body = response.get_json()
+    assert body["status"] == "degraded" and body["checks"]["workers"].startswith("none seen for ")
 
 
 def test_health_is_503_when_the_queue_is_unreachable(tmp_path: Path) -> None:
@@ -372,6 +411,16 @@ def test_the_openapi_document_describes_every_api_route(api: ApiClient) -> None:
     text = json.dumps(document)
     for ref in {part.split('"')[0] for part in text.split('"$ref": "#/components/schemas/')[1:]}:
         assert ref in document["components"]["schemas"], ref
+
+
+def test_a_bomb_is_refused_before_a_job_exists_and_the_refusal_is_audited(api: ApiClient) -> None:
+    response = api.submit({"resource": media(content={"contentType": "image/png", "data": BOMB})})
+    assert (response.status_code, error_code(response)) == (413, "photo-too-many-pixels")
+    assert "30000×30000" in json.dumps(response.get_json(), ensure_ascii=False)
+    with api.app.app_context():
+        assert services().jobs.counts() == {}, "nothing was queued"
+    (refused,) = [e.record for e in api.audit_events() if e.record.event == "request.refused"]
+    assert refused.outcome_reason and "photo-too-many-pixels" in refused.outcome_reason
 
 
 def test_a_refused_photo_is_audited_with_its_patient_and_reason(api: ApiClient) -> None:

@@ -109,6 +109,10 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
     def kill9(self) -> None:
         os.kill(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
@@ -126,7 +130,14 @@ class WorkerProcess:
 class Stack:
     """Web app (in this process), Redis, workers (child processes), FHIR server behind a proxy."""
 
-    def __init__(self, workdir: Path, redis: RedisServer, proxy: FhirProxy, upstream: str) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        redis: RedisServer,
+        proxy: FhirProxy,
+        upstream: str,
+        overrides: dict[str, str] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.redis = redis
         self.proxy = proxy
@@ -137,6 +148,7 @@ class Stack:
             "broker_url": redis.url,
             "fhir_base_url": proxy.base_url,
             **FAST,
+            **(overrides or {}),
         }
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("PHOTOMARKER_")}
         self.env.update({f"PHOTOMARKER_{k.upper()}": v for k, v in values.items()})
@@ -147,9 +159,11 @@ class Stack:
             self.token = ApiTokens(services().jobs).create("reliability-test")
         self.workers: list[WorkerProcess] = []
 
-    def start_worker(self) -> WorkerProcess:
+    def start_worker(self, **settings: str) -> WorkerProcess:
+        """One more worker; ``settings`` override this worker's own PHOTOMARKER_* variables."""
         name = f"w{len(self.workers) + 1}"
-        worker = WorkerProcess(self.env, self.workdir / f"{name}.log", name)
+        env = {**self.env, **{f"PHOTOMARKER_{k.upper()}": v for k, v in settings.items()}}
+        worker = WorkerProcess(env, self.workdir / f"{name}.log", name)
         self.workers.append(worker)
         return worker
 
@@ -230,6 +244,11 @@ class Stack:
         per_photo = Counter(o["derivedFrom"][0]["reference"].split("/_history/")[0] for o in observations)
         assert len(set(per_photo.values())) == 1, f"photos got different numbers of results: {per_photo}"
         assert len(per_photo) == len(jobs)
+
+    def assert_workers_alive(self) -> None:
+        dead = [worker for worker in self.workers if not worker.alive]
+        logs = "\n".join(f"--- {w.name} ---\n{w.log()[-3000:]}" for w in dead)
+        assert not dead, f"workers ended: {[w.name for w in dead]}\n{logs}"
 
     def stop(self) -> None:
         for worker in self.workers:

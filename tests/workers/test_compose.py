@@ -83,3 +83,21 @@ def test_the_image_serves_what_compose_runs() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "gunicorn" in dockerfile and "psycopg" in dockerfile
     assert "USER photomarker" in dockerfile
+
+
+def test_workers_are_restarted_by_compose_and_by_the_documented_systemd_unit(
+    services: dict[str, Any],
+) -> None:
+    for name, service in services.items():
+        if name.startswith("worker") or name == "beat":
+            assert service["restart"] in ("unless-stopped", "always", "on-failure"), name
+    unit = (REPO / "workers" / "deploy" / "photomarker-worker@.service").read_text()
+    assert "\nRestart=on-failure\n" in unit
+    (exec_start,) = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
+    argv = exec_start.removeprefix("ExecStart=").split()
+    assert argv[0].endswith("/photomarker") and argv[1] == "worker"
+    with click.Context(main) as ctx:
+        command = main.get_command(ctx, "worker")
+        assert command is not None
+        command.make_context("worker", [a.replace("%i", "skin") for a in argv[2:]])  # options parse
+    assert "workers/deploy/photomarker-worker@.service" in (REPO / "README.md").read_text()

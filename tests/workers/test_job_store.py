@@ -136,3 +136,52 @@ def test_concurrent_claims_never_share_a_job(store: JobStore, clock: Clock) -> N
     for thread in threads:
         thread.join()
     assert sorted(claimed) == names  # every job exactly once
+
+
+def test_only_the_lease_holder_finishes_and_renewing_tells_a_worker_it_lost_the_batch(
+    store: JobStore, clock: Clock
+) -> None:
+    job = "a" * 32
+    add(store, clock, job)
+    store.claim(job, worker="w1", lease_s=20, max_jobs=1)
+    assert store.renew(job, worker="w1", lease_s=20) == 1
+    clock.now += 21  # w1 stalled past its lease; the reaper hands the job to w2
+    (expired,) = store.expired_leases()
+    assert expired.id == job and store.requeue(job, reset_failures=False) is not None
+    store.claim(job, worker="w2", lease_s=20, max_jobs=1)
+    assert store.renew(job, worker="w1", lease_s=20) == 0, "w1 must learn it lost the batch"
+    assert not store.finish(job, written=["Observation/1"], worker="w1")
+    assert not store.fail(job, code="x", message="late", worker="w1")
+    assert store.finish(job, written=["Observation/2"], worker="w2")
+    done = store.get(job)
+    assert done is not None and done.written == ("Observation/2",)
+
+
+def test_a_job_parked_for_a_retry_is_its_own_messages_and_the_reapers_only_once_overdue(
+    store: JobStore, clock: Clock
+) -> None:
+    job = "a" * 32
+    add(store, clock, job)
+    store.claim(job, worker="w1", lease_s=20, max_jobs=1)
+    store.release_for_retry([job], worker="w1", until=clock.now + 40)
+    parked = store.get(job)
+    assert parked is not None
+    assert (parked.status, parked.worker, parked.transient_failures) == ("running", None, 1)
+    assert store.expired_leases() == [], "a parked job is not a dead worker's"
+    clock.now += 5  # the retry message comes early: it may take its own batch
+    retaken = store.claim(job, worker="w2", lease_s=20, max_jobs=1)
+    assert [j.worker for j in retaken.jobs] == ["w2"]
+    store.release_for_retry([job], worker="w2", until=clock.now + 40)
+    clock.now += 41  # that retry never came (its message died with a worker)
+    assert [j.id for j in store.expired_leases()] == [job]
+    again = store.requeue(job, reset_failures=False)
+    assert again is not None and again.status == "queued" and again.transient_failures == 2
+
+
+def test_only_the_lease_holder_can_park_its_jobs(store: JobStore, clock: Clock) -> None:
+    job = "a" * 32
+    add(store, clock, job)
+    store.claim(job, worker="w1", lease_s=20, max_jobs=1)
+    store.release_for_retry([job], worker="someone-else", until=clock.now + 40)
+    held = store.get(job)
+    assert held is not None and held.worker == "w1" and held.transient_failures == 0

@@ -70,3 +70,4 @@ def test_redis_restarting_during_a_run_of_50_jobs_loses_none_and_repeats_none(st
         j.id: j.error_message for j in jobs if j.status != "done"
     }
     stack.assert_one_set_each(patient, jobs)
+    stack.assert_workers_alive()

@@ -36,7 +36,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from workers.jobs import TERMINAL, JobStore, jobs
+from workers.job_schema import jobs
+from workers.jobs import TERMINAL, JobStore
 
 metadata = MetaData()
 
