@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,49 +70,82 @@ def _free_port() -> int:
         return port
 
 
-@contextlib.contextmanager
-def _throwaway_cluster(bindir: Path) -> Iterator[str]:
-    # initdb refuses to run as root, so the cluster belongs to the postgres user then.
-    as_user: list[str] = []
-    owner: pwd.struct_passwd | None = None
-    if os.geteuid() == 0:
-        try:
-            owner = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.fail("running as root and there is no `postgres` user to own a test cluster")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    root = Path(tempfile.mkdtemp(prefix="photomarker-pg-"))
-    data = root / "data"
-    if owner is not None:
-        os.chown(root, owner.pw_uid, owner.pw_gid)
-    port = _free_port()
-    log = root / "server.log"
-    try:
-        subprocess.run(
-            [*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"],
-            check=True,
-            capture_output=True,
-        )
+class ThrowawayCluster:
+    """A PostgreSQL cluster in a temporary directory on a free port; ``restart`` keeps its data."""
+
+    def __init__(self, bindir: Path) -> None:
+        self.bindir = bindir
+        # initdb refuses to run as root, so the cluster belongs to the postgres user then.
+        self.as_user: list[str] = []
+        owner: pwd.struct_passwd | None = None
+        if os.geteuid() == 0:
+            try:
+                owner = pwd.getpwnam("postgres")
+            except KeyError:
+                pytest.fail("running as root and there is no `postgres` user to own a test cluster")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self.root = Path(tempfile.mkdtemp(prefix="photomarker-pg-"))
+        if owner is not None:
+            os.chown(self.root, owner.pw_uid, owner.pw_gid)
+        self.data = self.root / "data"
+        self.log = self.root / "server.log"
+        self.port = _free_port()
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *argv: str) -> None:
+        subprocess.run([*self.as_user, *argv], check=True, capture_output=True)
+
+    def start(self) -> None:
+        if not self.data.exists():
+            self._run(
+                str(self.bindir / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+            )
         # fsync off: a test cluster is thrown away, and syncing would only slow the suite.
-        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        pg_ctl = str(self.bindir / "pg_ctl")
+        self._run(pg_ctl, "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
+
+    def stop(self) -> None:
+        """An immediate stop: what a crash or a failover looks like to the clients."""
         subprocess.run(
-            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "start"],
-            check=True,
-            capture_output=True,
-        )
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    except subprocess.CalledProcessError as exc:
-        details = exc.stderr.decode(errors="replace") if exc.stderr else ""
-        if log.exists():
-            details += log.read_text(errors="replace")
-        pytest.fail(f"could not start a throwaway PostgreSQL with {bindir}: {details}")
-    finally:
-        subprocess.run(
-            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            [*self.as_user, str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
             check=False,
             capture_output=True,
         )
-        shutil.rmtree(root, ignore_errors=True)
+
+    def restart(self, *, down_for: float = 0.0) -> None:
+        self.stop()
+        time.sleep(down_for)
+        self.start()
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def throwaway_cluster(bindir: Path) -> Iterator[ThrowawayCluster]:
+    cluster = ThrowawayCluster(bindir)
+    try:
+        cluster.start()
+        yield cluster
+    except subprocess.CalledProcessError as exc:
+        details = exc.stderr.decode(errors="replace") if exc.stderr else ""
+        if cluster.log.exists():
+            details += cluster.log.read_text(errors="replace")
+        pytest.fail(f"could not start a throwaway PostgreSQL with {bindir}: {details}")
+    finally:
+        cluster.remove()
 
 
 @contextlib.contextmanager
@@ -129,8 +163,8 @@ def postgres_server() -> Iterator[str]:
     bindir = _binaries()
     if bindir is None:
         pytest.fail(INSTALL_HINT)
-    with _throwaway_cluster(bindir) as url:
-        yield url
+    with throwaway_cluster(bindir) as cluster:
+        yield cluster.url
 
 
 @contextlib.contextmanager

@@ -42,6 +42,7 @@ def test_a_worker_killed_mid_job_leaves_the_job_to_another_worker_and_one_set_ex
     assert holder is not None
     victim = next(w for w in stack.workers if holder.endswith(f":{w.pid}"))
     victim.kill9()
+    stack.workers.remove(victim)
     hold.release.set()
     replacement = stack.start_worker()  # for the tests after this one; not needed for recovery
 
