@@ -14,6 +14,7 @@ from typing import Any
 from celery import Task, shared_task
 
 from models.engine.options import EngineOptions
+from models.intake import keep_decode_buffers
 from models.pipelines import ANALYSES_BY_KIND, installed_pipeline
 from plugin.settings import Settings
 from workers.batching import run_batch
@@ -85,6 +86,7 @@ def resend_stale(store: JobStore, *, older_than_s: float) -> int:
 
 def warm_models(settings: Settings) -> None:
     """Load every installed pipeline now, once per worker process, not on the first photo."""
+    keep_decode_buffers()
     options = EngineOptions.from_settings(settings)
     for analyses in ANALYSES_BY_KIND.values():
         for analysis in analyses:
