@@ -22,6 +22,7 @@ from fhir_mappings.device import (
     model_device_identifier,
     software_device_full_url,
 )
+from fhir_mappings.footage import add_frame_counts, add_steadiness
 from fhir_mappings.media import HeatMap, build_heatmap_media, file_media_identifier, heatmap_key
 from fhir_mappings.provenance import build_provenance, provenance_full_url, write_tag
 from fhir_mappings.validation import Resource, validate_resource
@@ -52,13 +53,21 @@ def build_result_bundle(
     *,
     source_media: Resource | None = None,
     heatmaps: Sequence[HeatMap] = (),
+    series_media: Sequence[Resource] = (),
 ) -> Resource:
-    """The transaction that writes everything one photo produced.
+    """The transaction that writes everything one photo (video, series) produced.
 
     ``source_media`` is the Media from ``build_file_media`` when the photo came from a file
     (``ResultContext.for_file``); a photo read from FHIR already has its Media on the server.
+    ``series_media`` are the Media of a series' files, in the order of ``ctx.sources``.
     """
     entries: list[dict[str, Any]] = []
+    if series_media:
+        if ctx.series_key is None or len(series_media) != len(ctx.sources):
+            raise ValueError("series Media need a series context with one source per Media")
+        entries += [
+            _identifier_entry(source, media) for source, media in zip(ctx.sources, series_media, strict=True)
+        ]
     if ctx.file_sha256 is not None:
         if source_media is None:
             raise ValueError("a photo from a file needs its source Media in the Bundle")
@@ -96,6 +105,9 @@ def build_result_bundle(
 
     results: list[tuple[str, Resource]] = []
     quality = observations.build_quality_observation(report.quality, ctx, device_ref=software_ref)
+    if report.frames is not None:
+        add_frame_counts(quality, report.frames, ctx)
+        validate_resource(quality)
     results.append((observations.quality_key(ctx), quality))
     for model, result in report.model_results:
         analysis = observations.analysis_of(result)
@@ -105,6 +117,10 @@ def build_result_bundle(
         obs = observations.build_result_observation(
             result, model, ctx, device_ref=model_device_full_url(model), supporting=supporting
         )
+        steadiness = report.steadiness_of(analysis)
+        if report.frames is not None and steadiness is not None:
+            add_steadiness(obs, report.frames, steadiness, ctx)
+            validate_resource(obs)
         results.append((observations.model_result_key(ctx, model, analysis), obs))
     for item in report.not_performed:
         obs = observations.build_not_performed_observation(item, ctx, device_ref=software_ref)

@@ -184,6 +184,31 @@ LOCAL_CONCEPTS: Final[dict[str, tuple[str, str]]] = {
         "Fraction of the frame localised as palpebral conjunctiva (conjunctiva photos); "
         "zero when it was not found.",
     ),
+    "photo-quality-frames": (
+        "Frames passing",
+        "Video or photo series: frames (photos) that passed the other quality checks; an "
+        "accumulated verdict needs at least the threshold.",
+    ),
+    "frames-analysed": (
+        "Frames analysed",
+        "Frames of the video (photos of the series) that passed the quality gate and were analysed.",
+    ),
+    "frames-rejected": (
+        "Frames rejected",
+        "Frames of the video (photos of the series) that the quality gate dropped.",
+    ),
+    "frame-agreement": (
+        "Frame agreement",
+        "Share of the analysed frames whose own verdict is the accumulated one (0–1).",
+    ),
+    "frame-range": (
+        "Range over frames",
+        "Lowest and highest value over the analysed frames; the component's text names the measure.",
+    ),
+    "frame-spread": (
+        "Spread over frames",
+        "Interquartile range of the value over the analysed frames (TIS total, Hb).",
+    ),
     "check-passed": ("Passed", "The quality check passed."),
     "check-failed": ("Failed", "The quality check failed."),
     "model-abstained": (

@@ -72,12 +72,19 @@ class ResultContext:
     file_sha256: str | None = None  # set when the photo came from a file
     patient_facts: PatientFacts = field(default_factory=PatientFacts)
     hb_add_loinc_718_7: bool = False  # site setting: also code the Hb estimate as LOINC 718-7
+    # A photo series analysed as one lesion: the other photos results derive from, and the key
+    # (``idempotency.series_photo_key``) that stands for the whole series.
+    also_derived_from: tuple[str, ...] = ()
+    series_key: str | None = None
 
     def __post_init__(self) -> None:
         if self.canonical.endswith("/"):
             raise ValueError("canonical must not end with '/'")
         fhir_instant(self.issued)  # refuse a naive issued time early, not deep in a builder
-        if self.file_sha256 is None and (self.photo.source is None or self.photo.source.id is None):
+        if self.series_key is not None:
+            if not self.also_derived_from or self.file_sha256 is not None:
+                raise ValueError("a series derives from several photos and is no single file")
+        elif self.file_sha256 is None and (self.photo.source is None or self.photo.source.id is None):
             raise ValueError("a photo needs a FHIR source with an id or a file SHA-256")
 
     @classmethod
@@ -132,8 +139,46 @@ class ResultContext:
             hb_add_loinc_718_7=hb_add_loinc_718_7,
         )
 
+    @classmethod
+    def for_series(
+        cls,
+        photos: tuple[Photo, ...],
+        *,
+        sources: tuple[str, ...],
+        member_keys: tuple[str, ...],
+        canonical: str,
+        issued: datetime,
+        software_version: str,
+        requester: Requester,
+        patient_facts: PatientFacts | None = None,
+        hb_add_loinc_718_7: bool = False,
+    ) -> ResultContext:
+        """Results of a series point at every photo (``sources``: versioned references, or the
+        ``urn:uuid:`` of each file's Media); subject, encounter and time are the first photo's."""
+        if len(photos) < 2 or len(sources) != len(photos) or len(member_keys) != len(photos):
+            raise ValueError("a series needs two or more photos, each with its source and key")
+        return cls(
+            canonical=canonical.rstrip("/"),
+            photo=photos[0],
+            derived_from=sources[0],
+            issued=issued,
+            software_version=software_version,
+            requester=requester,
+            patient_facts=patient_facts or PatientFacts(),
+            hb_add_loinc_718_7=hb_add_loinc_718_7,
+            also_derived_from=sources[1:],
+            series_key=idempotency.series_photo_key(member_keys),
+        )
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Everything the results derive from: the photo, the video, or every photo of a series."""
+        return (self.derived_from, *self.also_derived_from)
+
     @property
     def photo_key(self) -> str:
+        if self.series_key is not None:
+            return self.series_key
         if self.file_sha256 is not None:
             return idempotency.file_photo_key(self.file_sha256)
         if self.photo.source is None:  # unreachable: __post_init__ refuses it

@@ -51,6 +51,15 @@ def fhir_photo_key(source: SourceRef) -> str:
     return source.reference
 
 
+def series_photo_key(member_keys: Iterable[str]) -> str:
+    """Photo key of a series analysed as one lesion: its members' keys, order ignored (the same
+    photos give the same accumulated verdict whichever order they were named in)."""
+    keys = sorted(set(member_keys))
+    if len(keys) < 2:
+        raise ValueError("a series has at least two different photos")
+    return "series:" + stable_uuid("series", *keys)
+
+
 def model_key(model: ModelInfo) -> str:
     """A model is the same model only with the same name, version and weights."""
     weights = sha256_hex(model.weights_sha256, f"weights SHA-256 of {model.name}")

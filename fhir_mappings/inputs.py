@@ -33,10 +33,14 @@ from models.errors import (
     UnsupportedMediaType,
     UnsupportedResource,
     UrlNotAllowed,
+    VideoTooLarge,
 )
 from models.results import SNOMED, Concept, PatientFacts, PhotoKind
 
-ACCEPTED_CONTENT_TYPES = frozenset({"image/jpeg", "image/png", "image/heic", "image/heif", "image/webp"})
+PHOTO_CONTENT_TYPES = frozenset({"image/jpeg", "image/png", "image/heic", "image/heif", "image/webp"})
+# Videos of a lesion (issue 15): analysed frame by frame and accumulated into one verdict.
+VIDEO_CONTENT_TYPES = frozenset({"video/mp4", "video/quicktime", "video/webm"})
+ACCEPTED_CONTENT_TYPES = PHOTO_CONTENT_TYPES | VIDEO_CONTENT_TYPES
 PHOTO_RESOURCE_TYPES = ("Media", "DocumentReference")
 
 # Body sites that mean "this is a conjunctiva photo": conjunctival structure, palpebral
@@ -59,6 +63,15 @@ class InputContext:
     fhir_base: str | None = None  # the only server a Binary may be fetched from
     expected_patient: str | None = None  # "Patient/123": the launch patient, when there is one
     max_bytes: int | None = None  # refuse inline photos past this before decoding base64
+    max_video_bytes: int | None = None  # the same for videos; None: as for photos
+
+    def byte_limit(self, content_type: str | None) -> int | None:
+        """The size limit for content of this type (the larger one while the type is unknown)."""
+        if self.max_video_bytes is None or self.max_bytes is None:
+            return self.max_bytes if self.max_video_bytes is None else self.max_video_bytes
+        if content_type is None:
+            return max(self.max_bytes, self.max_video_bytes)
+        return self.max_video_bytes if content_type in VIDEO_CONTENT_TYPES else self.max_bytes
 
 
 @dataclass(frozen=True)
@@ -163,8 +176,8 @@ def _photo_from_document_reference(doc: Mapping[str, Any], ctx: InputContext) ->
         raise NoImageContent(
             "the DocumentReference has no attachment", expression="DocumentReference.content"
         )
-    images = [a for a in attachments if str(a.get("contentType", "")).lower().startswith("image/")]
-    # A DocumentReference may carry a PDF and a photo side by side; only a photo is analysed.
+    images = [a for a in attachments if is_picture_type(a.get("contentType"))]
+    # A DocumentReference may carry a PDF and a photo (or video) side by side; only those are analysed.
     attachment = images[0] if images else attachments[0]
     index = attachments.index(attachment)
     # R4 keeps encounter and period under `context`; R5 made `context` a list of references.
@@ -214,16 +227,18 @@ def _photo(
     resource_type = str(resource["resourceType"])
     content_type = _content_type(attachment, path)
     subject = _subject(resource, resource_type, ctx)
-    data, binary = _payload(attachment, path, ctx)
+    max_bytes = ctx.byte_limit(content_type)
+    data, binary = _payload(attachment, path, ctx, max_bytes, content_type)
     size = attachment.get("size")
     text = str(size) if isinstance(size, int | str) else ""
     # Parse at most 18 digits (10^18 bytes is already absurd): int() of a 5000-digit string is
     # refused by Python itself, and such a size can only mean "too large" anyway.
     declared_size = int(text[:18]) * (10 ** max(0, len(text) - 18)) if text.isdigit() else None
-    if ctx.max_bytes is not None and declared_size is not None and declared_size > ctx.max_bytes:
+    if max_bytes is not None and declared_size is not None and declared_size > max_bytes:
         shown = text[:20] + ("…" if len(text) > 20 else "")
-        raise PhotoTooLarge(
-            f"the photo declares {shown} bytes; the limit is {ctx.max_bytes}", expression=f"{path}.size"
+        raise _too_large(content_type)(
+            f"the {_what(content_type)} declares {shown} bytes; the limit is {max_bytes}",
+            expression=f"{path}.size",
         )
     meta = resource.get("meta")
     version = meta.get("versionId") if isinstance(meta, dict) else None
@@ -258,16 +273,36 @@ def _content_type(attachment: Mapping[str, Any], path: str) -> str | None:
         content_type = "image/jpeg"  # common misspelling, unambiguous
     if content_type not in ACCEPTED_CONTENT_TYPES:
         raise UnsupportedMediaType(
-            f"content type {content_type!r} is not a supported photo format (JPEG, PNG, HEIC/HEIF or WebP)",
+            f"content type {content_type!r} is not supported: send a photo (JPEG, PNG, HEIC/HEIF or "
+            "WebP) or a video (MP4, QuickTime or WebM)",
             expression=f"{path}.contentType",
         )
     return content_type
 
 
-def _payload(attachment: Mapping[str, Any], path: str, ctx: InputContext) -> tuple[bytes | None, str | None]:
+def is_picture_type(raw: Any) -> bool:
+    """A declared type naming a photo or a video: what a DocumentReference is analysed for."""
+    return str(raw or "").lower().startswith(("image/", "video/"))
+
+
+def _what(content_type: str | None) -> str:
+    return "video" if content_type in VIDEO_CONTENT_TYPES else "photo"
+
+
+def _too_large(content_type: str | None) -> type[PhotoTooLarge] | type[VideoTooLarge]:
+    return VideoTooLarge if content_type in VIDEO_CONTENT_TYPES else PhotoTooLarge
+
+
+def _payload(
+    attachment: Mapping[str, Any],
+    path: str,
+    ctx: InputContext,
+    max_bytes: int | None,
+    content_type: str | None,
+) -> tuple[bytes | None, str | None]:
     data = attachment.get("data")
     if isinstance(data, str) and data.strip():
-        return _decode_base64(data, f"{path}.data", ctx.max_bytes), None
+        return _decode_base64(data, f"{path}.data", max_bytes, content_type), None
     url = attachment.get("url")
     if isinstance(url, str) and url.strip():
         return None, binary_reference(url.strip(), ctx.fhir_base, f"{path}.url")
@@ -277,11 +312,12 @@ def _payload(attachment: Mapping[str, Any], path: str, ctx: InputContext) -> tup
     raise NoImageContent("the attachment has neither data nor url", expression=path)
 
 
-def _decode_base64(text: str, expression: str, max_bytes: int | None) -> bytes:
+def _decode_base64(text: str, expression: str, max_bytes: int | None, content_type: str | None) -> bytes:
     compact = "".join(text.split())  # line breaks inside base64 are common and harmless
     if max_bytes is not None and len(compact) * 3 // 4 > max_bytes + 3:
-        raise PhotoTooLarge(
-            f"the inline photo is about {len(compact) * 3 // 4} bytes; the limit is {max_bytes}",
+        raise _too_large(content_type)(
+            f"the inline {_what(content_type)} is about {len(compact) * 3 // 4} bytes; "
+            f"the limit is {max_bytes}",
             expression=expression,
         )
     try:

@@ -23,6 +23,7 @@ from models.results import AnalysisName, ModelInfo
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IMAGE_TYPE = {"system": codes.MEDIA_TYPE, "code": "image", "display": "Image"}
+_VIDEO_TYPE = {"system": codes.MEDIA_TYPE, "code": "video", "display": "Video"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class HeatMap:
     analysis: AnalysisName
     model: ModelInfo
     png: bytes
+    # For a video or series: which frame the overlay is drawn on ("the frame at 3.2 s").
+    drawn_on: str | None = None
 
 
 def _attachment(data: bytes, content_type: str, title: str | None = None) -> dict[str, Any]:
@@ -85,6 +88,39 @@ def build_file_media(ctx: ResultContext, *, image: bytes, content_type: str) -> 
     return media
 
 
+def build_file_video_media(
+    ctx: ResultContext,
+    *,
+    video: bytes,
+    content_type: str,
+    size: tuple[int, int],
+    frames: int,
+    duration_s: float,
+) -> Resource:
+    """The Media for a video given to the CLI as a file.
+
+    ``video`` is the copy that is stored: the picture stream only, its container metadata (place,
+    device, names) and any sound dropped; the identifier names the original file, as for a photo.
+    """
+    media: Resource = {
+        "resourceType": "Media",
+        "identifier": [file_media_identifier(ctx)],
+        "status": "completed",
+        "type": {"coding": [dict(_VIDEO_TYPE)]},
+    }
+    _patient_context(media, ctx)
+    if ctx.photo.taken_at is not None:
+        media["createdDateTime"] = fhir_datetime(ctx.photo.taken_at)
+    if ctx.photo.body_site:
+        media["bodySite"] = codes.concept_codeable(ctx.photo.body_site[0], ctx.canonical)
+    media["width"], media["height"] = size
+    media["frames"] = frames
+    media["duration"] = round(duration_s, 3)
+    media["content"] = _attachment(video, content_type)
+    validate_resource(media)
+    return media
+
+
 def heatmap_key(ctx: ResultContext, heatmap: HeatMap) -> str:
     """Identifier value of a heat map: same photo, model and analysis → same heat map."""
     return idempotency.result_key(
@@ -113,8 +149,9 @@ def build_heatmap_media(heatmap: HeatMap, ctx: ResultContext, *, device_ref: str
     if ctx.photo.body_site:
         media["bodySite"] = codes.concept_codeable(ctx.photo.body_site[0], ctx.canonical)
     media["device"] = {"reference": device_ref or model_device_full_url(model)}
+    over = f"{heatmap.drawn_on}, the most representative one" if heatmap.drawn_on else "the source photo"
     notes = [
-        "Heat map over the source photo: brighter areas weighed more in "
+        f"Heat map over {over}: brighter areas weighed more in "
         f"{model.display_name} {model.version}'s result. It explains the model, not the disease."
     ]
     if model.reference_only:

@@ -100,7 +100,7 @@ def _observation(
         obs["effectiveDateTime"] = fhir_datetime(ctx.photo.taken_at)
     obs["issued"] = ctx.issued_instant
     obs["device"] = {"reference": device_ref}
-    obs["derivedFrom"] = [{"reference": ctx.derived_from}]
+    obs["derivedFrom"] = [{"reference": source} for source in ctx.sources]
     return obs
 
 
@@ -191,7 +191,14 @@ def build_tis_observation(
         device_ref=device_ref or model_device_full_url(model),
     )
     obs["valueInteger"] = score.total
-    obs["interpretation"] = [codes.local_codeable(f"tis-{score.band.value}", ctx.canonical)]
+    notes: list[str] = []
+    if score.abstention is not None:
+        # The band would read as a conclusion; an abstained score says it is none.
+        interpretation, note = _abstention(score.abstention, ctx, "this score")
+        obs["interpretation"] = [interpretation]
+        notes.append(note)
+    else:
+        obs["interpretation"] = [codes.local_codeable(f"tis-{score.band.value}", ctx.canonical)]
     site = _body_site(ctx, score.body_site)
     if site:
         obs["bodySite"] = site
@@ -203,7 +210,8 @@ def build_tis_observation(
             ("tis-excoriation", score.excoriation),
         )
     ]
-    notes = [f"Lesions assessed: {score.lesion_count}."] if score.lesion_count > 1 else []
+    if score.lesion_count > 1:
+        notes.append(f"Lesions assessed: {score.lesion_count}.")
     _model_parts(obs, model, notes, supporting)
     return _finish(obs)
 

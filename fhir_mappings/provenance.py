@@ -62,7 +62,7 @@ def build_provenance(
         "recorded": ctx.issued_instant,
         "activity": {"coding": [{"system": codes.V3_DATA_OPERATION, "code": "CREATE", "display": "create"}]},
         "agent": agents,
-        "entity": [{"role": "source", "what": {"reference": ctx.derived_from}}],
+        "entity": [{"role": "source", "what": {"reference": source}} for source in ctx.sources],
     }
     validate_resource(provenance)
     return provenance

@@ -101,6 +101,82 @@ class TruncatedPhoto(IntakeError):
     issue_type = "invalid"
 
 
+# --- video intake (bytes → sampled frames) ---------------------------------------------------
+
+
+class NotAVideo(IntakeError):
+    """Declared a video, but the bytes are no video container PyAV can open."""
+
+    code = "not-a-video"
+    http_status = 422
+    issue_type = "invalid"
+
+
+class DamagedVideo(IntakeError):
+    """The video container or its frames are truncated or corrupt."""
+
+    code = "damaged-video"
+    http_status = 422
+    issue_type = "invalid"
+
+
+class NoVideoFrames(IntakeError):
+    """The video has a picture stream, and not one frame of it decodes."""
+
+    code = "no-video-frames"
+    http_status = 422
+    issue_type = "invalid"
+
+
+class AudioOnly(IntakeError):
+    """A container with sound and no picture (a voice memo, an .m4a)."""
+
+    code = "audio-only"
+    http_status = 422
+    issue_type = "not-supported"
+
+
+class VideoTooLarge(IntakeError):
+    """The video is larger than the configured byte limit."""
+
+    code = "video-too-large"
+    http_status = 413
+    issue_type = "too-long"
+
+
+class VideoTooLong(IntakeError):
+    """The video lasts longer, or holds more frames, than the configured limits."""
+
+    code = "video-too-long"
+    http_status = 413
+    issue_type = "too-long"
+
+
+class VideoFrameTooManyPixels(IntakeError):
+    """The video's frames are larger than the configured pixel limit (refused before decoding)."""
+
+    code = "video-frame-too-many-pixels"
+    http_status = 413
+    issue_type = "too-long"
+
+
+class ContentTypeMismatch(IntakeError):
+    """The declared content type says photo and the bytes are a video, or the other way round."""
+
+    code = "content-type-mismatch"
+    http_status = 415
+    issue_type = "invalid"
+
+
+class InvalidSeries(IntakeError):
+    """A photo series that cannot be analysed as one lesion (too few or too many photos, or
+    photos of more than one patient)."""
+
+    code = "invalid-series"
+    http_status = 422
+    issue_type = "invalid"
+
+
 # --- FHIR input (resource → Photo) -----------------------------------------------------------
 
 
@@ -494,6 +570,15 @@ ALL_ERRORS: tuple[type[PhotomarkerError], ...] = (
     UnsupportedMediaType,
     UndecodablePhoto,
     TruncatedPhoto,
+    NotAVideo,
+    DamagedVideo,
+    NoVideoFrames,
+    AudioOnly,
+    VideoTooLarge,
+    VideoTooLong,
+    VideoFrameTooManyPixels,
+    ContentTypeMismatch,
+    InvalidSeries,
     MalformedJson,
     NotFhir,
     UnsupportedResource,

@@ -137,6 +137,8 @@ class QualityCheckName(StrEnum):
     CONTENT = "content"
     # The Hb analysis's localiser found the palpebral conjunctiva (conjunctiva photos only).
     CONJUNCTIVA_FOUND = "conjunctiva-found"
+    # A video or a series: enough frames (photos) passed the other checks to accumulate a verdict.
+    FRAMES = "frames"
 
 
 @dataclass(frozen=True)
@@ -186,11 +188,47 @@ class PatientFacts:
 
 
 @dataclass(frozen=True)
+class FrameCounts:
+    """A video's sampled frames (or a series' photos): how many the quality gate let through."""
+
+    source: Literal["video", "series"]
+    analysed: int  # passed the gate and went through the models
+    rejected: int  # dropped by the gate (blurred, dark, no skin …)
+    duration_s: float | None = None  # the video's length; None for a series
+
+
+@dataclass(frozen=True)
+class Steadiness:
+    """How steady one accumulated verdict was over the frames that produced it.
+
+    ``agreement`` is the share of those frames whose own verdict is the accumulated one (the same
+    top class; for TIS the same band; for Hb within ``HB_AGREEMENT_G_DL``). ``low``–``high`` is the
+    range of ``measure`` over the frames, and ``timeline`` each frame's own verdict in order, at its
+    time in the video (seconds) or its place in the series (1, 2, …).
+    """
+
+    analysis: AnalysisName
+    frames_used: int
+    agreement: float
+    measure: str
+    low: float
+    high: float
+    timeline: tuple[tuple[float, str], ...] = ()
+    spread: float | None = None  # TIS and Hb: the interquartile range of the frames' values
+
+
+@dataclass(frozen=True)
 class AnalysisReport:
-    """Everything one photo produced, ready for write-back."""
+    """Everything one photo (or one video, or one series) produced, ready for write-back."""
 
     quality: QualityVerdict
     model_results: tuple[
         tuple[ModelInfo, TisScore | ConditionProbabilities | TumourAssessment | HbEstimate], ...
     ] = ()
     not_performed: tuple[AnalysisNotPerformed, ...] = field(default_factory=tuple)
+    # Set for a video or a series: the results are accumulated over its frames.
+    frames: FrameCounts | None = None
+    steadiness: tuple[Steadiness, ...] = ()
+
+    def steadiness_of(self, analysis: AnalysisName) -> Steadiness | None:
+        return next((item for item in self.steadiness if item.analysis == analysis), None)

@@ -58,6 +58,11 @@ def main(ctx: click.Context) -> None:
     metavar="Patient/ID",
     help="Files: the patient the photos belong to. Resources: refuse photos of anyone else.",
 )
+@click.option(
+    "--series",
+    is_flag=True,
+    help="The photos given are one series of one lesion: one accumulated result for all of them.",
+)
 @click.pass_context
 def analyze(
     ctx: click.Context,
@@ -66,8 +71,12 @@ def analyze(
     out: Path | None,
     fhir_base: str | None,
     patient: str | None,
+    series: bool,
 ) -> None:
-    """Analyse photos (image files, Media/DocumentReference JSON, or Bundles of them).
+    """Analyse photos and videos (image or video files, Media/DocumentReference JSON, or Bundles).
+
+    A video (MP4, QuickTime .mov, WebM) is judged a few frames a second and accumulated into one
+    result; with --series the photos given are one lesion, accumulated the same way.
 
     Prints one FHIR transaction Bundle with the results (or writes it to --out); with
     --fhir-base also POSTs it. Each refused input is one line on stderr and makes the exit
@@ -102,6 +111,7 @@ def analyze(
             requested=cast(RequestedKind, kind),
             patient=patient,
             client=client,
+            series=series,
         )
         for analysed in run.analysed:
             click.echo(f"photomarker: {analysed.line()}", err=True)

@@ -1,8 +1,9 @@
 """``photomarker analyze``'s work: files and FHIR JSON in, one transaction Bundle out.
 
 Each path is handled on its own: a refusal names the path and its reason and the other paths
-go on. A path may be an image file (JPEG/PNG/HEIC/WebP), a Media or DocumentReference JSON, or
-a Bundle of them.
+go on. A path may be an image file (JPEG/PNG/HEIC/WebP), a video file (MP4/MOV/WebM, analysed
+frame by frame into one verdict), a Media or DocumentReference JSON, or a Bundle of them. With
+``series=True`` all the photos given are one series of one lesion, analysed as one.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from audit.record import AuditRecord
 from fhir_mappings.bundle import merge_transactions
 from fhir_mappings.context import Requester
 from fhir_mappings.inputs import InputContext, load_json, photos_from_json
+from fhir_mappings.observations import analysis_of
 from fhir_mappings.photo import Photo
-from models.errors import PhotomarkerError, PhotoTooLarge, UnreadableFile
+from models.errors import PhotomarkerError, PhotoTooLarge, UnreadableFile, VideoTooLarge
 from models.results import (
     AnalysisReport,
     ConditionProbabilities,
@@ -31,14 +33,23 @@ from models.results import (
 )
 from plugin.audit_log import analysis_record, cli_actor, refusal_record
 from plugin.settings import Settings
-from workers.analysis import RequestedKind, analyse_photo
+from workers.analysis import AnalysedPhoto, PhotoRequest, RequestedKind
 from workers.fetch import photo_bytes
 from workers.fhir_client import FhirClient
-from workers.writeback import facts_for_interpretation, result_bundle, stored_as_file
+from workers.footage import SeriesRequest, analyse_requests
+from workers.writeback import (
+    facts_for_interpretation,
+    result_bundle,
+    series_bundle,
+    series_patient,
+    stored_as_file,
+)
 
 log = logging.getLogger(__name__)
 
 ModelResult = TisScore | ConditionProbabilities | TumourAssessment | HbEstimate
+# Video files by name: the declared type that lets a mislabelled or broken clip be named as such.
+VIDEO_SUFFIXES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm"}
 
 
 @dataclass(frozen=True)
@@ -64,12 +75,22 @@ class Analysed:
 
     def line(self) -> str:
         quality = self.report.quality
+        frames = self.report.frames
+        what = f"{self.kind} photo"
+        if frames is not None:
+            unit = "frames" if frames.source == "video" else "photos"
+            what = (
+                f"{self.kind} {frames.source} ({frames.analysed} {unit} analysed, {frames.rejected} rejected)"
+            )
         if quality.acceptable:
-            parts = [f"{self.kind} photo, quality acceptable"]
+            parts = [f"{what}, quality acceptable"]
         else:
             failed = ", ".join(check.name.value for check in quality.failed)
-            parts = [f"{self.kind} photo, retake needed ({failed})"]
-        parts += [f"{name}: {_describe(result)}" for name, result in _named_results(self.report)]
+            parts = [f"{what}, retake needed ({failed})"]
+        for name, result in _named_results(self.report):
+            steadiness = self.report.steadiness_of(analysis_of(result))
+            steady = f" [{steadiness.agreement:.0%} of frames agree]" if steadiness is not None else ""
+            parts.append(f"{name}: {_describe(result)}{steady}")
         by_reason: dict[str, list[str]] = {}
         for item in self.report.not_performed:
             by_reason.setdefault(item.reason.rstrip("."), []).append(item.analysis)
@@ -105,6 +126,7 @@ def analyse_paths(
     requested: RequestedKind = "auto",
     patient: str | None = None,
     client: FhirClient | None = None,
+    series: bool = False,
 ) -> LocalRun:
     """Analyse every path; each refusal and each analysis is handed to ``record`` (the audit)."""
     run = LocalRun()
@@ -112,28 +134,93 @@ def analyse_paths(
     who = cli_actor()
     requester = Requester(display=who)
     ctx = InputContext(
-        fhir_base=settings.fhir_base, expected_patient=patient, max_bytes=settings.max_photo_bytes
+        fhir_base=settings.fhir_base,
+        expected_patient=patient,
+        max_bytes=settings.max_photo_bytes,
+        max_video_bytes=settings.video_max_bytes,
     )
+    every: list[_Input] = []
     for path in paths:
         try:
-            inputs = list(_read_inputs(path, ctx, patient, settings.max_photo_bytes))
+            inputs = list(_read_inputs(path, ctx, patient, settings))
         except PhotomarkerError as error:
             run.refusals.append(Refusal(str(path), error))
             record(refusal_record(error, who=who, patient=patient))
             continue
-        for item in inputs:
-            entities = _entities(item.photo)
-            try:
-                analysed = _analyse(item, settings, requested, client, issued, requester)
-            except PhotomarkerError as error:
-                run.refusals.append(Refusal(item.label, error))
-                record(refusal_record(error, who=who, entities=entities, patient=item.photo.subject))
-                continue
-            run.analysed.append(analysed)
-            if item.photo.source is None or item.photo.source.id is None:
-                entities = (f"sha256:{analysed.file_sha256}",)
-            record(analysis_record(who=who, entities=entities, patient=item.photo.subject))
+        every += inputs
+    if series:
+        _analyse_series(every, run, settings, ctx, requested, client, issued, requester, record)
+        return run
+    for item in every:
+        entities = _entities(item.photo)
+        try:
+            analysed = _analyse(item, settings, ctx, requested, client, issued, requester)
+        except PhotomarkerError as error:
+            run.refusals.append(Refusal(item.label, error))
+            record(refusal_record(error, who=who, entities=entities, patient=item.photo.subject))
+            continue
+        run.analysed.append(analysed)
+        if item.photo.source is None or item.photo.source.id is None:
+            entities = (f"sha256:{analysed.file_sha256}",)
+        record(analysis_record(who=who, entities=entities, patient=item.photo.subject))
     return run
+
+
+def _analyse_series(
+    items: Sequence[_Input],
+    run: LocalRun,
+    settings: Settings,
+    ctx: InputContext,
+    requested: RequestedKind,
+    client: FhirClient | None,
+    issued: datetime,
+    requester: Requester,
+    record: Callable[[AuditRecord], object],
+) -> None:
+    """All the photos given, as one series of one lesion: one Analysed, or one refusal."""
+    who = requester.display or cli_actor()
+    label = " + ".join(item.label for item in items) or "series"
+    photos = [item.photo for item in items]
+    entities = tuple(entity for photo in photos for entity in _entities(photo))
+    subject = photos[0].subject if photos else None
+    try:
+        subject = series_patient(photos)
+        datas = [photo_bytes(p, client, max_bytes=ctx.byte_limit(p.content_type) or 0) for p in photos]
+        request = SeriesRequest(
+            tuple(
+                PhotoRequest(
+                    data,
+                    requested=requested,
+                    kind_hint=photo.kind_hint,
+                    declared_content_type=photo.content_type,
+                    full_resolution=stored_as_file(photo),
+                )
+                for photo, data in zip(photos, datas, strict=True)
+            )
+        )
+        analysed = _only(analyse_requests([request], settings))
+        facts = facts_for_interpretation(
+            photos[0], analysed.report, client=client, issued=issued, patient=items[0].patient
+        )
+        bundle = series_bundle(
+            photos, datas, analysed, settings, issued=issued, requester=requester, facts=facts
+        )
+    except PhotomarkerError as error:
+        run.refusals.append(Refusal(label, error))
+        record(refusal_record(error, who=who, entities=entities, patient=subject))
+        return
+    digest = hashlib.sha256(b"".join(hashlib.sha256(d).digest() for d in datas)).hexdigest()
+    run.analysed.append(Analysed(label, analysed.kind, analysed.report, bundle, digest))
+    if not entities:
+        entities = tuple(f"sha256:{hashlib.sha256(data).hexdigest()}" for data in datas)
+    record(analysis_record(who=who, entities=entities, patient=subject))
+
+
+def _only(outcomes: list[AnalysedPhoto | PhotomarkerError]) -> AnalysedPhoto:
+    (outcome,) = outcomes
+    if isinstance(outcome, PhotomarkerError):
+        raise outcome
+    return outcome
 
 
 def _entities(photo: Photo) -> tuple[str, ...]:
@@ -141,11 +228,16 @@ def _entities(photo: Photo) -> tuple[str, ...]:
     return (reference,) if reference else ()
 
 
-def _read_inputs(path: Path, ctx: InputContext, patient: str | None, max_bytes: int) -> Iterator[_Input]:
+def _read_inputs(path: Path, ctx: InputContext, patient: str | None, settings: Settings) -> Iterator[_Input]:
+    declared = VIDEO_SUFFIXES.get(path.suffix.lower())
+    max_bytes = (
+        settings.video_max_bytes if declared else max(settings.max_photo_bytes, settings.video_max_bytes)
+    )
     try:
         size = path.stat().st_size
         if size > max_bytes and not _is_json_name(path):
-            raise PhotoTooLarge(f"the file is {size} bytes; the limit is {max_bytes}")
+            error = VideoTooLarge if declared else PhotoTooLarge
+            raise error(f"the file is {size} bytes; the limit is {max_bytes}")
         raw = path.read_bytes()
     except OSError as exc:
         raise UnreadableFile(f"cannot read the file ({exc.strerror or type(exc).__name__})") from None
@@ -158,28 +250,29 @@ def _read_inputs(path: Path, ctx: InputContext, patient: str | None, max_bytes: 
                 label += f"#{photo.source.resource_type}/{photo.source.id}"
             yield _Input(label, photo, batch.patients.get(photo.subject or ""))
     else:
-        yield _Input(str(path), Photo(source=None, subject=patient, content_type=None, data=raw))
+        yield _Input(str(path), Photo(source=None, subject=patient, content_type=declared, data=raw))
 
 
 def _analyse(
     item: _Input,
     settings: Settings,
+    ctx: InputContext,
     requested: RequestedKind,
     client: FhirClient | None,
     issued: datetime,
     requester: Requester,
 ) -> Analysed:
     photo = item.photo
-    data = photo_bytes(photo, client, max_bytes=settings.max_photo_bytes)
-    analysed = analyse_photo(
+    data = photo_bytes(photo, client, max_bytes=ctx.byte_limit(photo.content_type) or 0)
+    request = PhotoRequest(
         data,
-        settings,
         requested=requested,
         kind_hint=photo.kind_hint,
         declared_content_type=photo.content_type,
         # A file's Media is written from these pixels, so keep them at full resolution.
         full_resolution=stored_as_file(photo),
     )
+    analysed = _only(analyse_requests([request], settings))
     facts = facts_for_interpretation(
         photo, analysed.report, client=client, issued=issued, patient=item.patient
     )

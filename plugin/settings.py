@@ -61,6 +61,25 @@ class Settings(BaseSettings):
     # Fraction of the frame that must look like skin / conjunctiva.
     quality_min_content_fraction: float = Field(default=0.05, gt=0, le=1)
 
+    # Video and photo-series intake (issue 15): limits checked before any frame is decoded.
+    video_max_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    video_max_duration_s: float = Field(default=60.0, gt=0)
+    # Frames the stream holds (declared, and counted while decoding), not frames sampled.
+    video_max_frames: int = Field(default=3600, gt=0)
+    # Pixels of one frame (width × height): 4096 × 2160 fits.
+    video_max_frame_pixels: int = Field(default=4096 * 2160, gt=0)
+    # Frames analysed per second of video, and at most this many per video (spread evenly).
+    video_sample_fps: float = Field(default=3.0, gt=0, le=30)
+    video_max_sampled_frames: int = Field(default=24, ge=1, le=240)
+    # Test-time augmentation on each frame: off by default, the frames themselves are the views.
+    video_frame_tta: bool = False
+    # Photos in one series (analysed as one lesion).
+    series_max_photos: int = Field(default=12, ge=2, le=100)
+    # Accumulation: fewer frames passing the gate → retake and abstain; a smaller share of frames
+    # agreeing with the accumulated class → abstain (calibrated, see bench/steadiness.py).
+    accumulate_min_frames: int = Field(default=3, ge=1)
+    accumulate_min_agreement: float = Field(default=0.6, ge=0, le=1)
+
     # Inference engine. Photos per forward pass (each becomes one input per TTA view and member).
     inference_batch_size: int = Field(default=8, ge=1, le=256)
     # torch intra-op threads on the CPU; 0 = one per core this process may use.

@@ -21,6 +21,7 @@ from models.intake import DecodedPhoto, IntakeLimits, decode_photo
 from models.pipelines import ANALYSES_BY_KIND, ModelResult, installed_pipeline
 from models.quality import QualityThresholds, assess_quality
 from models.results import AnalysisNotPerformed, AnalysisReport, ModelInfo, PhotoKind, QualityVerdict
+from models.video import DecodedVideo
 from plugin.settings import Settings
 
 RequestedKind = Literal["auto", "skin", "conjunctiva"]
@@ -32,13 +33,27 @@ RequestedKind = Literal["auto", "skin", "conjunctiva"]
 WORKING_MIN_SIDE = 720
 
 
+@dataclass(frozen=True, eq=False)
+class Footage:
+    """What a video or a photo series was, beside its accumulated report (``workers.footage``)."""
+
+    source: Literal["video", "series"]
+    representative: int  # the most representative frame (or photo), whose heat maps are drawn
+    drawn_on: str  # that frame in words: "the frame at 3.2 s", "photo 2 of the series"
+    video: DecodedVideo | None = None
+    members: tuple[DecodedPhoto, ...] = ()  # a series' photos, in order (for their file Media)
+
+
 @dataclass(frozen=True)
 class AnalysedPhoto:
+    """One photo's analysis — or one video's or series', then ``decoded`` is its representative frame."""
+
     decoded: DecodedPhoto
     kind: PhotoKind
     report: AnalysisReport
     # Grad-CAM overlays (PNG), one per model result that drew one; for build_result_bundle(heatmaps=…).
     heatmaps: tuple[HeatMap, ...] = ()
+    footage: Footage | None = None
 
 
 @dataclass(frozen=True)
@@ -54,7 +69,9 @@ class PhotoRequest:
 
 
 @dataclass
-class _Gated:
+class GatedPhoto:
+    """A decoded photo (or frame) after the quality gate, collecting what the pipelines give it."""
+
     decoded: DecodedPhoto
     kind: PhotoKind
     verdict: QualityVerdict
@@ -90,17 +107,19 @@ def analyse_photos(
     """
     limits = IntakeLimits.from_settings(settings)
     thresholds = QualityThresholds.from_settings(settings)
-    outcomes: list[_Gated | PhotomarkerError] = []
+    outcomes: list[GatedPhoto | PhotomarkerError] = []
     for request in requests:
         try:
             outcomes.append(_decode_and_gate(request, limits, thresholds))
         except PhotomarkerError as error:
             outcomes.append(error)
-    _run_pipelines([o for o in outcomes if isinstance(o, _Gated)], EngineOptions.from_settings(settings))
+    run_pipelines([o for o in outcomes if isinstance(o, GatedPhoto)], EngineOptions.from_settings(settings))
     return [outcome if isinstance(outcome, PhotomarkerError) else _report(outcome) for outcome in outcomes]
 
 
-def _decode_and_gate(request: PhotoRequest, limits: IntakeLimits, thresholds: QualityThresholds) -> _Gated:
+def _decode_and_gate(
+    request: PhotoRequest, limits: IntakeLimits, thresholds: QualityThresholds
+) -> GatedPhoto:
     decoded = decode_photo(
         request.data,
         limits=limits,
@@ -108,12 +127,17 @@ def _decode_and_gate(request: PhotoRequest, limits: IntakeLimits, thresholds: Qu
         min_side=None if request.full_resolution else WORKING_MIN_SIDE,
     )
     expected = request.requested if request.requested != "auto" else request.kind_hint
+    return gate(decoded, expected, thresholds)
+
+
+def gate(decoded: DecodedPhoto, expected: PhotoKind | None, thresholds: QualityThresholds) -> GatedPhoto:
+    """The quality gate, and which kind of photo this is (the expected one, else what it shows)."""
     verdict = assess_quality(decoded, thresholds, expected=expected)
     if expected is None and verdict.content_found == "conjunctiva" and not _shows_an_eyelid(decoded):
         # Colour alone takes a red rash for mucosa; the conjunctiva network looked and found none.
         verdict = assess_quality(decoded, thresholds, expected="skin")
     kind: PhotoKind = expected or verdict.content_found or "skin"
-    return _Gated(decoded, kind, verdict)
+    return GatedPhoto(decoded, kind, verdict)
 
 
 def _shows_an_eyelid(photo: DecodedPhoto) -> bool:
@@ -131,7 +155,8 @@ def _shows_an_eyelid(photo: DecodedPhoto) -> bool:
     return where.found or where.method != "network"
 
 
-def _run_pipelines(photos: Sequence[_Gated], options: EngineOptions) -> None:
+def run_pipelines(photos: Sequence[GatedPhoto], options: EngineOptions) -> None:
+    """Every installed analysis of their kind over the photos that passed the gate, batched."""
     _check_conjunctiva_found(photos, options)
     # A photo too poor to score gets its quality result (and a retake), nothing else.
     acceptable = [photo for photo in photos if photo.verdict.acceptable]
@@ -161,7 +186,7 @@ def _run_pipelines(photos: Sequence[_Gated], options: EngineOptions) -> None:
                     photo.heatmaps.append(HeatMap(analysis, pipeline.model, png))
 
 
-def _check_conjunctiva_found(photos: Sequence[_Gated], options: EngineOptions) -> None:
+def _check_conjunctiva_found(photos: Sequence[GatedPhoto], options: EngineOptions) -> None:
     """Conjunctiva photos that pass the gate also need their conjunctiva found, or they are retaken.
 
     A photo in which the localiser finds no palpebral conjunctiva is a photo to take again,
@@ -180,7 +205,7 @@ def _check_conjunctiva_found(photos: Sequence[_Gated], options: EngineOptions) -
         photo.verdict = replace(photo.verdict, checks=(*photo.verdict.checks, check), content_found=found)
 
 
-def _report(photo: _Gated) -> AnalysedPhoto:
+def _report(photo: GatedPhoto) -> AnalysedPhoto:
     report = AnalysisReport(
         quality=photo.verdict, model_results=tuple(photo.results), not_performed=tuple(photo.not_performed)
     )

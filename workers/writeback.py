@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from fhir_mappings import idempotency
 from fhir_mappings.bundle import build_result_bundle
-from fhir_mappings.context import Requester, ResultContext
+from fhir_mappings.context import Requester, ResultContext, file_media_full_url
 from fhir_mappings.inputs import patient_facts
-from fhir_mappings.media import build_file_media
+from fhir_mappings.media import build_file_media, build_file_video_media
 from fhir_mappings.photo import Photo
-from models.errors import FhirServerUnavailable, PhotomarkerError
+from fhir_mappings.validation import Resource
+from models.errors import FhirServerUnavailable, InvalidSeries, PhotomarkerError
 from models.intake import strip_to_bytes
 from models.results import AnalysisReport, HbEstimate, PatientFacts
+from models.video_copy import picture_only_copy
 from plugin.settings import Settings
 from workers.analysis import AnalysedPhoto
 from workers.fhir_client import FhirClient
@@ -61,11 +64,74 @@ def result_bundle(
     }
     if stored_as_file(photo):
         ctx = ResultContext.for_file(photo, file_sha256=hashlib.sha256(data).hexdigest(), **common)
-        image, content_type = strip_to_bytes(analysed.decoded)
-        media = build_file_media(ctx, image=image, content_type=content_type)
+        video = analysed.footage.video if analysed.footage is not None else None
+        if video is not None:
+            media = build_file_video_media(
+                ctx,
+                video=picture_only_copy(data, video.content_type, video.rotation),
+                content_type=video.content_type,
+                size=video.size,
+                frames=video.frames_in_stream,
+                duration_s=video.duration_s,
+            )
+        else:
+            image, content_type = strip_to_bytes(analysed.decoded)
+            media = build_file_media(ctx, image=image, content_type=content_type)
         return build_result_bundle(analysed.report, ctx, source_media=media, heatmaps=analysed.heatmaps)
     ctx = ResultContext.for_fhir_photo(photo, **common)
     return build_result_bundle(analysed.report, ctx, heatmaps=analysed.heatmaps)
+
+
+def series_patient(photos: Sequence[Photo]) -> str | None:
+    """The one patient a series belongs to; photos of different patients are no series."""
+    subjects = {photo.subject for photo in photos}
+    if len(subjects) > 1:
+        raise InvalidSeries("The photos of a series must all belong to the same patient.")
+    return next(iter(subjects), None)
+
+
+def series_bundle(
+    photos: Sequence[Photo],
+    datas: Sequence[bytes],
+    analysed: AnalysedPhoto,
+    settings: Settings,
+    *,
+    issued: datetime,
+    requester: Requester,
+    facts: PatientFacts | None,
+) -> dict[str, Any]:
+    """One series' Bundle: one Observation per analysis derived from every photo; files' photos
+    are written as their own metadata-free Media first."""
+    members = analysed.footage.members if analysed.footage is not None else ()
+    if len(members) != len(photos) or len(datas) != len(photos):
+        raise ValueError("a series Bundle needs every photo's bytes and decoded pixels")
+    from_files = [stored_as_file(photo) for photo in photos]
+    if any(from_files) and not all(from_files):
+        raise InvalidSeries("A series is either all files or all FHIR resources, not a mix.")
+    common: dict[str, Any] = {
+        "canonical": settings.canonical,
+        "issued": issued,
+        "software_version": software_version(),
+        "requester": requester,
+        "patient_facts": facts,
+        "hb_add_loinc_718_7": settings.hb_add_loinc_718_7,
+    }
+    media: list[Resource] = []
+    if all(from_files):
+        hashes = [hashlib.sha256(data).hexdigest() for data in datas]
+        for photo, sha256, decoded in zip(photos, hashes, members, strict=True):
+            image, content_type = strip_to_bytes(decoded)
+            member_ctx = ResultContext.for_file(photo, file_sha256=sha256, **common)
+            media.append(build_file_media(member_ctx, image=image, content_type=content_type))
+        sources = tuple(file_media_full_url(sha256) for sha256 in hashes)
+        keys = tuple(idempotency.file_photo_key(sha256) for sha256 in hashes)
+    else:
+        sources = tuple(ResultContext.for_fhir_photo(photo, **common).derived_from for photo in photos)
+        keys = sources
+    if len(set(keys)) != len(keys):
+        raise InvalidSeries("The series names the same photo twice.")
+    ctx = ResultContext.for_series(tuple(photos), sources=sources, member_keys=keys, **common)
+    return build_result_bundle(analysed.report, ctx, heatmaps=analysed.heatmaps, series_media=media)
 
 
 def facts_for_interpretation(
