@@ -200,6 +200,23 @@ def decode_video(
     )
 
 
+def check_video_header(data: bytes, *, limits: VideoLimits, declared_content_type: str | None = None) -> str:
+    """Every check :func:`decode_video` makes before decoding a frame (the jobs API refuses a bad
+    video before queueing it); returns the content type the bytes are."""
+    if not data:
+        raise EmptyPhoto("The video is empty (0 bytes).")
+    if len(data) > limits.max_bytes:
+        raise VideoTooLarge(f"The video is {len(data):,} bytes; the limit is {limits.max_bytes:,} bytes.")
+    declared = _bare(declared_content_type) if declared_content_type else None
+    _refuse_photo_bytes(data, declared)
+    with _open(data) as container:
+        content_type = _content_type(container, declared)
+        stream = _picture_stream(container)
+        _frame_size(stream, limits)
+        _check_length(_declared_duration(container, stream), stream.frames, limits)
+    return content_type
+
+
 # --- the checks, cheapest first ----------------------------------------------------------------
 
 

@@ -2,10 +2,12 @@
 
 A worker that takes the message for job X claims X and up to ``batch_max_jobs - 1`` other
 waiting jobs of the same queue, waiting at most ``batch_max_wait_s`` for the batch to fill. It
-fetches their photos, runs :func:`workers.analysis.analyse_photos` once over all of them (each
-pipeline runs once per batch, on one device), and writes each photo's results back in its own
-transaction Bundle of conditional creates. Each job then ends on its own: done, failed with its
-reason, or — when the FHIR server stayed unavailable — released so the message comes back later.
+fetches their photos, runs :func:`workers.footage.analyse_requests` once over all of them (each
+pipeline runs once per batch of photos, on one device; a video's or a series' frames are batched
+among themselves), and writes each job's results back in its own transaction Bundle of
+conditional creates; a series job keeps its photos as a FHIR ``List`` of references. Each job then
+ends on its own: done, failed with its reason, or — when the FHIR server stayed unavailable —
+released so the message comes back later.
 """
 
 from __future__ import annotations
@@ -33,13 +35,20 @@ from models.errors import (
     UnsupportedResource,
 )
 from plugin.settings import Settings
-from workers.analysis import AnalysedPhoto, PhotoRequest, RequestedKind, analyse_photos
+from workers.analysis import AnalysedPhoto, PhotoRequest, RequestedKind
 from workers.celery_app import Services
 from workers.fetch import photo_bytes
 from workers.fhir_client import FhirClient, RetryPolicy
+from workers.footage import AnyRequest, SeriesRequest, analyse_requests
 from workers.jobs import Job, JobStore, job_audit_record
 from workers.liveness import LeaseKeeper, worker_id
-from workers.writeback import facts_for_interpretation, result_bundle, stored_as_file
+from workers.writeback import (
+    facts_for_interpretation,
+    result_bundle,
+    series_bundle,
+    series_patient,
+    stored_as_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,16 +102,31 @@ def _fill(store: JobStore, owner_id: str, me: str, settings: Settings, *, have: 
 
 @dataclass
 class _Prepared:
-    """A job whose photo is in hand, ready for the models."""
+    """A job whose photo (video, or series' photos) is in hand, ready for the models."""
 
     job: Job
-    photo: Photo
-    data: bytes
+    photos: tuple[Photo, ...]
+    datas: tuple[bytes, ...]
     client: FhirClient | None
+    series: bool = False
 
     @property
-    def from_file(self) -> bool:
-        return stored_as_file(self.photo)
+    def photo(self) -> Photo:
+        return self.photos[0]
+
+    def request(self) -> AnyRequest:
+        requests = tuple(
+            PhotoRequest(
+                data,
+                requested=cast(RequestedKind, self.job.kind),
+                kind_hint=photo.kind_hint,
+                declared_content_type=photo.content_type,
+                # A photo written back as a new Media keeps its full resolution.
+                full_resolution=stored_as_file(photo),
+            )
+            for photo, data in zip(self.photos, self.datas, strict=True)
+        )
+        return SeriesRequest(requests) if self.series else requests[0]
 
 
 @dataclass
@@ -150,37 +174,43 @@ class _Batch:
         if job.resource is not None:
             resource = load_json(job.resource)
         elif job.reference is not None:
-            if client is None:
-                raise BinaryUnavailable(f"the photo is {job.reference} but no FHIR server is configured")
-            resource = client.read(job.reference)
-            if resource.get("resourceType") not in ("Media", "DocumentReference"):
-                raise UnsupportedResource(f"{job.reference} is a {resource.get('resourceType')}, not a photo")
+            resource = self._read_photo_resource(job.reference, client)
         else:
             raise InvalidRequest("the job names no photo")
-        ctx = InputContext(fhir_base=job.fhir_base, max_bytes=self.settings.max_photo_bytes)
-        photo = photo_from_resource(resource, ctx)
-        if photo.subject and photo.subject != job.patient:
-            self.store.set_patient(job.id, photo.subject)
-            job = replace(job, patient=photo.subject)
-        data = photo_bytes(photo, client, max_bytes=self.settings.max_photo_bytes)
-        return _Prepared(job, photo, data, client)
+        ctx = InputContext(
+            fhir_base=job.fhir_base,
+            max_bytes=self.settings.max_photo_bytes,
+            max_video_bytes=self.settings.video_max_bytes,
+        )
+        series = resource.get("resourceType") == "List"
+        resources = (
+            [self._read_photo_resource(ref, client) for ref in _list_references(resource)]
+            if series
+            else [resource]
+        )
+        photos = tuple(photo_from_resource(item, ctx) for item in resources)
+        subject = series_patient(photos) if series else photos[0].subject
+        if subject and subject != job.patient:
+            self.store.set_patient(job.id, subject)
+            job = replace(job, patient=subject)
+        datas = tuple(
+            photo_bytes(photo, client, max_bytes=ctx.byte_limit(photo.content_type) or 0) for photo in photos
+        )
+        return _Prepared(job, photos, datas, client, series=series)
+
+    def _read_photo_resource(self, reference: str, client: FhirClient | None) -> dict[str, Any]:
+        if client is None:
+            raise BinaryUnavailable(f"the photo is {reference} but no FHIR server is configured")
+        resource = client.read(reference)
+        if resource.get("resourceType") not in ("Media", "DocumentReference"):
+            raise UnsupportedResource(f"{reference} is a {resource.get('resourceType')}, not a photo")
+        return resource
 
     def _analyse(self, prepared: list[_Prepared]) -> list[tuple[_Prepared, AnalysedPhoto]]:
         if not prepared:
             return []
-        requests = [
-            PhotoRequest(
-                item.data,
-                requested=cast(RequestedKind, item.job.kind),
-                kind_hint=item.photo.kind_hint,
-                declared_content_type=item.photo.content_type,
-                # A photo written back as a new Media keeps its full resolution.
-                full_resolution=item.from_file,
-            )
-            for item in prepared
-        ]
         try:
-            outcomes = analyse_photos(requests, self.settings)
+            outcomes = analyse_requests([item.request() for item in prepared], self.settings)
         except PhotomarkerError as error:
             # The models themselves could not run (weights, device): every photo fails with it.
             for item in prepared:
@@ -203,9 +233,21 @@ class _Batch:
         job, photo = item.job, item.photo
         facts = facts_for_interpretation(photo, analysed.report, client=item.client, issued=self.issued)
         requester = requester_of(job.requested_by)
-        bundle = result_bundle(
-            photo, item.data, analysed, self.settings, issued=self.issued, requester=requester, facts=facts
-        )
+        if item.series:
+            bundle = series_bundle(
+                item.photos,
+                item.datas,
+                analysed,
+                self.settings,
+                issued=self.issued,
+                requester=requester,
+                facts=facts,
+            )
+        else:
+            data = item.datas[0]
+            bundle = result_bundle(
+                photo, data, analysed, self.settings, issued=self.issued, requester=requester, facts=facts
+            )
         if item.client is None:
             self._finish(job, written=(), result_bundle=bundle)
             return
@@ -320,6 +362,24 @@ def written_references(response: dict[str, Any]) -> tuple[str, ...]:
         if match and match.group(1) not in found:
             found.append(match.group(1))
     return tuple(found)
+
+
+def _list_references(resource: dict[str, Any]) -> list[str]:
+    """The photo references of a series job's ``List`` (as ``plugin.api.jobs.series_list`` wrote it)."""
+    entries = resource.get("entry")
+    items = [
+        entry.get("item")
+        for entry in (entries if isinstance(entries, list) else [])
+        if isinstance(entry, dict)
+    ]
+    references = [
+        item["reference"]
+        for item in items
+        if isinstance(item, dict) and isinstance(item.get("reference"), str)
+    ]
+    if len(references) < 2:
+        raise InvalidRequest("the series job names fewer than two photos")
+    return references
 
 
 def _internal() -> InternalError:

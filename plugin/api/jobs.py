@@ -1,12 +1,14 @@
 """The jobs API for machine clients: submit a photo for analysis, then read how it went.
 
-``POST /api/v1/jobs`` takes ``{"resource": <Media or DocumentReference>}`` or
-``{"reference": "Media/123"}`` (plus an optional ``"kind"``), checks it as far as it can without
-the photo's pixels, records the job and queues a message that carries only references. It
-answers 202 with the job id; ``GET /api/v1/jobs/<id>`` tells queued / running / done / failed,
-the reason of a failure, what was written, and the result Bundle when there was no FHIR server
-to write it to. Every request needs an API token; a client sees only its own jobs. The
-contract is ``openapi.json`` beside this file, served at ``/api/v1/openapi.json``.
+``POST /api/v1/jobs`` takes ``{"resource": <Media or DocumentReference>}`` (a photo or a video),
+``{"reference": "Media/123"}`` or ``{"series": ["Media/1", "Media/2", …]}`` (photos of one lesion,
+analysed as one; kept in the job as a FHIR ``List`` of those references) plus an optional
+``"kind"``, checks it as far as it can without the photo's pixels, records the job and queues a
+message that carries only references. It answers 202 with the job id; ``GET /api/v1/jobs/<id>``
+tells queued / running / done / failed, the reason of a failure, what was written, and the result
+Bundle when there was no FHIR server to write it to. Every request needs an API token; a client
+sees only its own jobs. The contract is ``openapi.json`` beside this file, served at
+``/api/v1/openapi.json``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from models.errors import (
     BinaryUnavailable,
     InvalidRequest,
     InvalidResource,
+    InvalidSeries,
     MalformedJson,
     NotAuthenticated,
     NotFhir,
@@ -38,6 +41,7 @@ from models.errors import (
     UnsupportedContentType,
 )
 from models.intake import IntakeLimits, check_declared_pixels
+from models.video import VideoLimits, check_video_header, is_video_type, looks_like_video
 from plugin.api.tokens import ApiTokens
 from workers.celery_app import Services, celery_for, enqueue, queue_for, services
 from workers.jobs import Job, NewJob, job_audit_record
@@ -48,7 +52,7 @@ api_v1 = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 
 KINDS = ("auto", "skin", "conjunctiva")
 JSON_TYPES = ("application/json", "application/fhir+json")
-_FIELDS = frozenset({"resource", "reference", "kind"})
+_FIELDS = frozenset({"resource", "reference", "series", "kind"})
 # FHIR id: 1–64 of [A-Za-z0-9-.]; "." and ".." are path segments to an HTTP client: refused.
 _ID = r"(?!\.{1,2}(?:/|$))[A-Za-z0-9\-.]{1,64}"
 _PHOTO_REFERENCE = re.compile(rf"^(?:Media|DocumentReference)/{_ID}(?:/_history/{_ID})?$")
@@ -75,8 +79,8 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
     kind = body.get("kind", "auto")
     if not isinstance(kind, str) or kind not in KINDS:
         raise InvalidRequest("kind must be one of auto, skin, conjunctiva", expression="kind")
-    if ("resource" in body) == ("reference" in body):
-        raise InvalidRequest("give exactly one of resource and reference")
+    if sum(name in body for name in ("resource", "reference", "series")) != 1:
+        raise InvalidRequest("give exactly one of resource, reference and series")
 
     resource_json: str | None = None
     reference: str | None = None
@@ -86,6 +90,8 @@ def submit_job() -> tuple[Response, int, dict[str, str]]:
         photo = _checked_photo(body["resource"], svc)
         resource_json = json.dumps(body["resource"], separators=(",", ":"), ensure_ascii=False)
         patient, kind_hint = photo.subject, photo.kind_hint
+    elif "series" in body:
+        resource_json = json.dumps(series_list(body["series"], svc), separators=(",", ":"))
     else:
         reference = body["reference"]
         if not isinstance(reference, str) or not _PHOTO_REFERENCE.match(reference):
@@ -220,7 +226,11 @@ def _checked_photo(resource: Any, svc: Services) -> Photo:
     if isinstance(claimed, str) and _PATIENT_REFERENCE.match(claimed):
         g.patient = claimed  # so that a refusal of this photo is filed under its patient
     settings = svc.settings
-    ctx = InputContext(fhir_base=settings.fhir_base, max_bytes=settings.max_photo_bytes)
+    ctx = InputContext(
+        fhir_base=settings.fhir_base,
+        max_bytes=settings.max_photo_bytes,
+        max_video_bytes=settings.video_max_bytes,
+    )
     try:
         photo = photo_from_resource(resource, ctx)
     except PhotomarkerError:
@@ -231,13 +241,44 @@ def _checked_photo(resource: Any, svc: Services) -> Photo:
         raise InvalidResource("the resource has a value that cannot be read") from None
     if photo.data is not None:
         check_declared_hash(photo, photo.data)
-        # A bomb is refused here, from its header, not after a worker has taken it off the queue.
-        check_declared_pixels(photo.data, IntakeLimits.from_settings(settings))
+        # A bomb (or an over-long video) is refused here, from its header, not after a worker
+        # has taken it off the queue.
+        if is_video_type(photo.content_type) or looks_like_video(photo.data):
+            check_video_header(
+                photo.data,
+                limits=VideoLimits.from_settings(settings),
+                declared_content_type=photo.content_type,
+            )
+        else:
+            check_declared_pixels(photo.data, IntakeLimits.from_settings(settings))
     elif photo.binary_reference is not None and settings.fhir_base is None:
         raise BinaryUnavailable(
             f"the photo is held in {photo.binary_reference}, and no FHIR server is configured"
         )
     return photo
+
+
+def series_list(references: Any, svc: Services) -> dict[str, Any]:
+    """A series of photo references → the FHIR ``List`` the job keeps (references only)."""
+    limit = svc.settings.series_max_photos
+    if not isinstance(references, list) or not all(
+        isinstance(r, str) and _PHOTO_REFERENCE.match(r) for r in references
+    ):
+        raise InvalidRequest(
+            "series must be a list of Media/<id> or DocumentReference/<id> on the configured FHIR server",
+            expression="series",
+        )
+    if not 2 <= len(references) <= limit or len(set(references)) != len(references):
+        raise InvalidSeries(f"a series names 2 to {limit} different photos", expression="series")
+    if svc.settings.fhir_base is None:
+        raise InvalidRequest("a series needs a FHIR server, and none is configured", expression="series")
+    return {
+        "resourceType": "List",
+        "status": "current",
+        "mode": "working",
+        "title": "Photos of one lesion, analysed as one",
+        "entry": [{"item": {"reference": reference}} for reference in references],
+    }
 
 
 def _stored_fhir_credential(svc: Services) -> str | None:
