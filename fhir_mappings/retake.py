@@ -23,6 +23,7 @@ RetakeResource = Literal["Communication", "Task"]
 COMMUNICATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/communication-category"
 RETAKE_CODE = "photo-quality-retake"
 HEADLINE = "Your photo could not be used for a measurement. Please take it again."
+VIDEO_HEADLINE = "Your video could not be used for a measurement. Please film it again."
 
 
 def retake_identifier_system(canonical: str) -> str:
@@ -102,6 +103,7 @@ def build_retake_request(
     observation = f"Observation/{observation_id}"
     device = _reference(quality.get("device"))
     advice = retake_advice(quality)
+    headline = VIDEO_HEADLINE if _of_a_video(quality) else HEADLINE
     reason = codes.local_codeable(RETAKE_CODE, canonical)
     identifier = [{"system": retake_identifier_system(canonical), "value": retake_key(photo_reference)}]
     when = fhir_instant(issued)
@@ -126,7 +128,7 @@ def build_retake_request(
             "recipient": [{"reference": patient}],
             "reasonCode": [reason],
             "reasonReference": [{"reference": observation}],
-            "payload": [{"contentString": text} for text in (HEADLINE, *advice)],
+            "payload": [{"contentString": text} for text in (headline, *advice)],
         }
         if device is not None:
             resource["sender"] = {"reference": device}
@@ -138,7 +140,7 @@ def build_retake_request(
             "intent": "order",
             "priority": "routine",
             "code": reason,
-            "description": " ".join((HEADLINE, *advice)),
+            "description": " ".join((headline, *advice)),
             "focus": {"reference": photo_reference},
             "for": {"reference": patient},
             "authoredOn": when,
@@ -153,6 +155,13 @@ def build_retake_request(
             resource["note"] = [{"text": text} for text in advice]
     validate_resource(resource)
     return resource
+
+
+def _of_a_video(quality: Mapping[str, Any]) -> bool:
+    """A video's quality Observation counts its frames (``fhir_mappings.footage``); a series' says
+    "photos", and a photo's has no frame count at all."""
+    notes = " ".join(str(n.get("text", "")) for n in _list(quality.get("note")) if isinstance(n, dict))
+    return "frames of a" in notes and "video" in notes
 
 
 def retake_transaction(request: Resource) -> Resource:

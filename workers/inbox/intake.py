@@ -20,7 +20,7 @@ from typing import Any, Literal
 from celery import Celery
 
 from audit.record import AuditOutcome
-from fhir_mappings.inputs import InputContext, photo_from_resource
+from fhir_mappings.inputs import InputContext, is_picture_type, photo_from_resource
 from models.errors import (
     BackendAuthRefused,
     FhirServerError,
@@ -140,7 +140,12 @@ class Intake:
             return "ignored"
         try:
             photo = photo_from_resource(
-                resource, InputContext(fhir_base=self.fhir_base, max_bytes=settings.max_photo_bytes)
+                resource,
+                InputContext(
+                    fhir_base=self.fhir_base,
+                    max_bytes=settings.max_photo_bytes,
+                    max_video_bytes=settings.video_max_bytes,
+                ),
             )
         except PhotomarkerError as error:
             store.settle(version, "refused")
@@ -231,11 +236,10 @@ def _subject(resource: Mapping[str, Any]) -> str | None:
 
 
 def _has_image(document: Mapping[str, Any]) -> bool:
+    """A photo or a video (scored like a photo) among the attachments."""
     content = document.get("content")
     for item in content if isinstance(content, list) else []:
         attachment = item.get("attachment") if isinstance(item, dict) else None
-        if isinstance(attachment, dict) and str(attachment.get("contentType", "")).lower().startswith(
-            "image/"
-        ):
+        if isinstance(attachment, dict) and is_picture_type(attachment.get("contentType")):
             return True
     return False
