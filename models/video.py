@@ -16,6 +16,7 @@ import hashlib
 import io
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Final, Protocol
@@ -162,18 +163,9 @@ def decode_video(
     ``working_min_side`` lets FFmpeg scale frames down while decoding so their short side stays
     at least that many pixels (the analyses never need more).
     """
-    if not data:
-        raise EmptyPhoto("The video is empty (0 bytes).")
-    if len(data) > limits.max_bytes:
-        raise VideoTooLarge(f"The video is {len(data):,} bytes; the limit is {limits.max_bytes:,} bytes.")
-    declared = _bare(declared_content_type) if declared_content_type else None
-    _refuse_photo_bytes(data, declared)
+    _check_bytes(data, limits, declared_content_type)
     with _open(data) as container:
-        content_type = _content_type(container, declared)
-        stream = _picture_stream(container)
-        width, height = _frame_size(stream, limits)
-        duration = _declared_duration(container, stream)
-        _check_length(duration, stream.frames, limits)
+        content_type, stream, (width, height), duration = _checked(container, declared_content_type, limits)
         step = _sample_step(duration, limits)
         frames, decoded, last_time, rotation = _sample(container, stream, step, limits, working_min_side)
     if decoded == 0:
@@ -203,21 +195,33 @@ def decode_video(
 def check_video_header(data: bytes, *, limits: VideoLimits, declared_content_type: str | None = None) -> str:
     """Every check :func:`decode_video` makes before decoding a frame (the jobs API refuses a bad
     video before queueing it); returns the content type the bytes are."""
-    if not data:
-        raise EmptyPhoto("The video is empty (0 bytes).")
-    if len(data) > limits.max_bytes:
-        raise VideoTooLarge(f"The video is {len(data):,} bytes; the limit is {limits.max_bytes:,} bytes.")
-    declared = _bare(declared_content_type) if declared_content_type else None
-    _refuse_photo_bytes(data, declared)
+    _check_bytes(data, limits, declared_content_type)
     with _open(data) as container:
-        content_type = _content_type(container, declared)
-        stream = _picture_stream(container)
-        _frame_size(stream, limits)
-        _check_length(_declared_duration(container, stream), stream.frames, limits)
+        content_type, _, _, _ = _checked(container, declared_content_type, limits)
     return content_type
 
 
 # --- the checks, cheapest first ----------------------------------------------------------------
+
+
+def _check_bytes(data: bytes, limits: VideoLimits, declared_content_type: str | None) -> None:
+    if not data:
+        raise EmptyPhoto("The video is empty (0 bytes).")
+    if len(data) > limits.max_bytes:
+        raise VideoTooLarge(f"The video is {len(data):,} bytes; the limit is {limits.max_bytes:,} bytes.")
+    _refuse_photo_bytes(data, _bare(declared_content_type) if declared_content_type else None)
+
+
+def _checked(
+    container: InputContainer, declared_content_type: str | None, limits: VideoLimits
+) -> tuple[str, VideoStream, tuple[int, int], float | None]:
+    """(content type, picture stream, frame size, declared duration) once the declarations pass."""
+    content_type = _content_type(container, _bare(declared_content_type) if declared_content_type else None)
+    stream = _picture_stream(container)
+    size = _frame_size(stream, limits)
+    duration = _declared_duration(container, stream)
+    _check_length(duration, stream.frames, limits)
+    return content_type, stream, size, duration
 
 
 def _refuse_photo_bytes(data: bytes, declared: str | None) -> None:
@@ -230,31 +234,19 @@ def _refuse_photo_bytes(data: bytes, declared: str | None) -> None:
     raise ContentTypeMismatch(f"The file is {said}, but its bytes are a {fmt} photo.")
 
 
-class _Opened:
-    """``av.open`` on bytes, with every FFmpeg refusal turned into ours."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.container: InputContainer | None = None
-
-    def __enter__(self) -> InputContainer:
-        try:
-            self.container = av.open(io.BytesIO(self.data), mode="r")
-        except av.error.FFmpegError:
-            if _has_container_signature(self.data):
-                raise DamagedVideo(
-                    "The video file is truncated or corrupt: its container cannot be read."
-                ) from None
-            raise NotAVideo(f"The file is not a video PyAV can open; send {ACCEPTED_VIDEO}.") from None
-        return self.container
-
-    def __exit__(self, *exc: object) -> None:
-        if self.container is not None:
-            self.container.close()
-
-
-def _open(data: bytes) -> _Opened:
-    return _Opened(data)
+@contextmanager
+def _open(data: bytes) -> Iterator[InputContainer]:
+    """``av.open`` on bytes, with every FFmpeg refusal to open turned into ours."""
+    try:
+        container = av.open(io.BytesIO(data), mode="r")
+    except av.error.FFmpegError:
+        if _has_container_signature(data):
+            raise DamagedVideo(
+                "The video file is truncated or corrupt: its container cannot be read."
+            ) from None
+        raise NotAVideo(f"The file is not a video PyAV can open; send {ACCEPTED_VIDEO}.") from None
+    with container:
+        yield container
 
 
 def _has_container_signature(data: bytes) -> bool:
