@@ -53,7 +53,7 @@ class AccumulationPolicy:
     """When an accumulated verdict is worth giving (settings ``accumulate_*``)."""
 
     min_frames: int = 3
-    min_agreement: float = 0.6
+    min_agreement: float = 0.5
 
     @classmethod
     def from_settings(cls, settings: _AccumulationSettings) -> AccumulationPolicy:

@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     # Accumulation: fewer frames passing the gate → retake and abstain; a smaller share of frames
     # agreeing with the accumulated class → abstain (calibrated, see bench/steadiness.py).
     accumulate_min_frames: int = Field(default=3, ge=1)
-    accumulate_min_agreement: float = Field(default=0.6, ge=0, le=1)
+    accumulate_min_agreement: float = Field(default=0.5, ge=0, le=1)
 
     # Inference engine. Photos per forward pass (each becomes one input per TTA view and member).
     inference_batch_size: int = Field(default=8, ge=1, le=256)
