@@ -113,11 +113,7 @@ def analyse_video(request: PhotoRequest, settings: Settings) -> AnalysedPhoto:
     )
     frames = [(frame.time_s, frame.photo) for frame in video.frames]
     expected = request.requested if request.requested != "auto" else request.kind_hint
-    analysed = _accumulated(frames, expected, settings, source="video", duration_s=video.duration_s)
-    footage = analysed.footage
-    if footage is None:  # _accumulated always describes the footage; keep mypy and readers sure
-        raise AssertionError("accumulated analysis without footage")
-    return replace(analysed, footage=replace(footage, video=video))
+    return _accumulated(frames, expected, settings, Footage("video", 0, "", video=video), video.duration_s)
 
 
 def analyse_series(request: SeriesRequest, settings: Settings) -> AnalysedPhoto:
@@ -144,11 +140,7 @@ def analyse_series(request: SeriesRequest, settings: Settings) -> AnalysedPhoto:
     first = request.photos[0]
     expected = first.requested if first.requested != "auto" else first.kind_hint
     frames = [(float(place), photo) for place, photo in enumerate(members, start=1)]
-    analysed = _accumulated(frames, expected, settings, source="series", duration_s=None)
-    footage = analysed.footage
-    if footage is None:
-        raise AssertionError("accumulated analysis without footage")
-    return replace(analysed, footage=replace(footage, members=tuple(members)))
+    return _accumulated(frames, expected, settings, Footage("series", 0, "", members=tuple(members)), None)
 
 
 # --- the shared path of frames ---------------------------------------------------------------
@@ -158,10 +150,12 @@ def _accumulated(
     frames: Sequence[tuple[float, DecodedPhoto]],
     expected: PhotoKind | None,
     settings: Settings,
-    *,
-    source: Literal["video", "series"],
+    footage: Footage,
     duration_s: float | None,
 ) -> AnalysedPhoto:
+    """Gate, analyse and accumulate the frames (at their times, or places in a series); ``footage``
+    says what they came from and gets the representative frame filled in."""
+    source = footage.source
     thresholds = QualityThresholds.from_settings(settings)
     gated = _gate_all([photo for _, photo in frames], expected, thresholds)
     kind = gated[0].kind
@@ -191,7 +185,7 @@ def _accumulated(
         frames=FrameCounts(source, len(accepted), len(gated) - len(accepted), duration_s),
         steadiness=tuple(item.steadiness for item in combined),
     )
-    footage = Footage(source=source, representative=best, drawn_on=drawn_on)
+    footage = replace(footage, representative=best, drawn_on=drawn_on)
     return AnalysedPhoto(gated[best].decoded, kind, report, heatmaps, footage)
 
 
@@ -222,7 +216,7 @@ def _verdict(
 ) -> QualityVerdict:
     """The representative frame's checks — or, when too few passed, the commonest failure — plus
     the frames check, which fails (asking for a retake) when fewer than ``required`` passed."""
-    if len(accepted) >= required or not len(accepted) < len(gated):
+    if len(accepted) >= required or len(accepted) == len(gated):
         base = gated[best].verdict
     else:
         failures = Counter(
