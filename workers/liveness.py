@@ -25,7 +25,7 @@ from types import TracebackType
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 from flask import Flask
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from plugin.settings import Settings
 from workers.celery_app import celery_for, enqueue, services
@@ -84,8 +84,12 @@ class LeaseKeeper:
 # --- the workers table ----------------------------------------------------------------------------
 
 
+# Rows of workers silent this long are dropped: every restart adds a row (host:pid).
+FORGET_AFTER_S = 7 * 24 * 3600.0
+
+
 def announce(store: JobStore, name: str, queues: str) -> None:
-    """Record that the worker ``name`` is alive now."""
+    """Record that the worker ``name`` is alive now (and forget workers long gone)."""
     now = store.now()
     with store.write() as connection:
         seen = connection.execute(
@@ -95,6 +99,7 @@ def announce(store: JobStore, name: str, queues: str) -> None:
             connection.execute(
                 insert(workers).values(name=name, queues=queues, started_at=now, last_seen=now)
             )
+            connection.execute(delete(workers).where(workers.c.last_seen < now - FORGET_AFTER_S))
 
 
 def last_worker_seen(store: JobStore) -> float | None:

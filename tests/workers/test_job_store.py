@@ -7,9 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from tests.postgres import fresh_database, postgres_server
+from workers.job_schema import workers
 from workers.jobs import JobStore, NewJob
+from workers.liveness import FORGET_AFTER_S, announce, last_worker_seen
 
 
 class Clock:
@@ -185,3 +188,18 @@ def test_only_the_lease_holder_can_park_its_jobs(store: JobStore, clock: Clock) 
     store.release_for_retry([job], worker="someone-else", until=clock.now + 40)
     held = store.get(job)
     assert held is not None and held.worker == "w1" and held.transient_failures == 0
+
+
+def test_workers_announce_themselves_and_long_silent_ones_are_forgotten(
+    store: JobStore, clock: Clock
+) -> None:
+    assert last_worker_seen(store) is None
+    announce(store, "host-a:1", "skin")
+    clock.now += 30
+    announce(store, "host-a:1", "skin,conjunctiva")
+    assert last_worker_seen(store) == clock.now
+    clock.now += FORGET_AFTER_S + 1
+    announce(store, "host-b:2", "skin")  # a new worker's start clears out the long-silent ones
+    with store.engine.connect() as connection:
+        names = [row.name for row in connection.execute(select(workers))]
+    assert names == ["host-b:2"]
