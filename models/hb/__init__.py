@@ -13,4 +13,6 @@
 - ``pipeline``: the worker's data path (localise → pre_process → predict → post_process).
 - ``evaluate``: scoring an installed package on a labelled CSV.
 - ``colour_experiment``: colour-only grouped CV of candidate feature sets (a re-runnable check).
+- ``pretrained_experiment``: the same CV for ImageNet-pretrained EfficientNet-Lite0 features, frozen
+  and fine-tuned (a re-runnable check).
 """
