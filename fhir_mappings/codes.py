@@ -310,6 +310,16 @@ def concept_codeable(concept: Concept, canonical: str) -> dict[str, Any]:
     return {"coding": codings, "text": concept.display}
 
 
+def site_codeable(sites: tuple[Concept, ...], text: str | None, canonical: str) -> dict[str, Any] | None:
+    """A photo's body site as a CodeableConcept: its first coding, and the sender's text when given."""
+    if not sites:
+        return None
+    codeable = concept_codeable(sites[0], canonical)
+    if text:
+        codeable["text"] = text
+    return codeable
+
+
 def local_codeable(code: str, canonical: str, text: str | None = None) -> dict[str, Any]:
     """A CodeableConcept of one local code; ``text`` defaults to the display."""
     coding = local_coding(code, canonical)

@@ -155,6 +155,7 @@ def _photo_from_media(media: Mapping[str, Any], ctx: InputContext) -> Photo:
         or _datetime(media.get("createdDateTime"))
         or _datetime(_get(media, "createdPeriod", "start")),
         body_site=body_site,
+        body_site_text=_text_of(media.get("bodySite")),
         self_submitted=_is_patient(_reference(media.get("operator"))),
     )
 
@@ -206,6 +207,14 @@ def _photo_from_document_reference(doc: Mapping[str, Any], ctx: InputContext) ->
         encounter=encounter,
         taken_at=_datetime(attachment.get("creation")) or _datetime(period_start),
         body_site=body_site,
+        body_site_text=next(
+            (
+                text
+                for site in _list(doc.get("bodySite"))
+                if isinstance(site, dict) and (text := _text_of(site.get("concept", site))) is not None
+            ),
+            None,
+        ),
         self_submitted=any(_is_patient(a) for a in authors),
     )
 
@@ -222,6 +231,7 @@ def _photo(
     encounter: str | None,
     taken_at: datetime | None,
     body_site: tuple[Concept, ...],
+    body_site_text: str | None,
     self_submitted: bool,
 ) -> Photo:
     resource_type = str(resource["resourceType"])
@@ -258,6 +268,7 @@ def _photo(
         encounter=encounter,
         taken_at=taken_at,
         body_site=body_site,
+        body_site_text=body_site_text,
         self_submitted=self_submitted,
         kind_hint=_kind_from_sites(body_site),
     )
@@ -483,6 +494,12 @@ def _get(value: Any, *keys: str) -> Any:
             return None
         value = value.get(key)
     return value
+
+
+def _text_of(codeable: Any) -> str | None:
+    """A CodeableConcept's text, trimmed and capped (it is free text from the sender)."""
+    text = codeable.get("text") if isinstance(codeable, dict) else None
+    return (text.strip()[:200] or None) if isinstance(text, str) else None
 
 
 def _list(value: Any) -> list[Any]:

@@ -81,8 +81,9 @@ def build_file_media(ctx: ResultContext, *, image: bytes, content_type: str) -> 
     _patient_context(media, ctx)
     if ctx.photo.taken_at is not None:
         media["createdDateTime"] = fhir_datetime(ctx.photo.taken_at)
-    if ctx.photo.body_site:
-        media["bodySite"] = codes.concept_codeable(ctx.photo.body_site[0], ctx.canonical)
+    site = codes.site_codeable(ctx.photo.body_site, ctx.photo.body_site_text, ctx.canonical)
+    if site is not None:
+        media["bodySite"] = site
     media["content"] = _attachment(image, content_type)
     validate_resource(media)
     return media
@@ -111,8 +112,9 @@ def build_file_video_media(
     _patient_context(media, ctx)
     if ctx.photo.taken_at is not None:
         media["createdDateTime"] = fhir_datetime(ctx.photo.taken_at)
-    if ctx.photo.body_site:
-        media["bodySite"] = codes.concept_codeable(ctx.photo.body_site[0], ctx.canonical)
+    site = codes.site_codeable(ctx.photo.body_site, ctx.photo.body_site_text, ctx.canonical)
+    if site is not None:
+        media["bodySite"] = site
     media["width"], media["height"] = size
     media["frames"] = frames
     media["duration"] = round(duration_s, 3)
@@ -146,8 +148,9 @@ def build_heatmap_media(heatmap: HeatMap, ctx: ResultContext, *, device_ref: str
     _patient_context(media, ctx)
     media["createdDateTime"] = ctx.issued_instant
     media["issued"] = ctx.issued_instant
-    if ctx.photo.body_site:
-        media["bodySite"] = codes.concept_codeable(ctx.photo.body_site[0], ctx.canonical)
+    site = codes.site_codeable(ctx.photo.body_site, ctx.photo.body_site_text, ctx.canonical)
+    if site is not None:
+        media["bodySite"] = site
     media["device"] = {"reference": device_ref or model_device_full_url(model)}
     over = f"{heatmap.drawn_on}, the most representative one" if heatmap.drawn_on else "the source photo"
     notes = [

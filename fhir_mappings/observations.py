@@ -137,9 +137,11 @@ def _g_dl(value: float) -> dict[str, Any]:
 
 
 def _body_site(ctx: ResultContext, own: Concept | None) -> dict[str, Any] | None:
-    # The sender's bodySite wins over the body-part model's guess: they saw the patient.
-    site = ctx.photo.body_site[0] if ctx.photo.body_site else own
-    return codes.concept_codeable(site, ctx.canonical) if site else None
+    # The sender's bodySite (with their own words for it) wins over the body-part model's guess:
+    # they saw the patient.
+    if ctx.photo.body_site:
+        return codes.site_codeable(ctx.photo.body_site, ctx.photo.body_site_text, ctx.canonical)
+    return codes.concept_codeable(own, ctx.canonical) if own else None
 
 
 def _abstention(abstention: Abstention, ctx: ResultContext, what: str) -> tuple[dict[str, Any], str]:

@@ -44,6 +44,9 @@ class Photo:
     encounter: str | None = None
     taken_at: datetime | None = None
     body_site: tuple[Concept, ...] = field(default_factory=tuple)
+    # The sender's own words for the site (bodySite.text), e.g. "Left forearm": the laterality
+    # and detail a clinician wrote, which the code alone ("Upper limb structure") loses.
+    body_site_text: str | None = None
     # Media.operator (or DocumentReference.author) is a Patient: the patient sent it in.
     self_submitted: bool = False
     kind_hint: PhotoKind | None = None

@@ -64,6 +64,24 @@ def test_media_becomes_a_photo_with_its_version_subject_time_and_site() -> None:
     check_declared_hash(photo, JPEG_BYTES)  # matches: no error
 
 
+def test_the_senders_words_for_the_body_site_are_kept_beside_its_code() -> None:
+    site = {"coding": [{"system": "http://snomed.info/sct", "code": "53120007"}], "text": " Left forearm "}
+    (photo,) = photos_from_json(media(bodySite=site), CTX).photos
+    assert photo.body_site_text == "Left forearm"
+    (plain,) = photos_from_json(media(), CTX).photos
+    assert plain.body_site_text is None
+    doc = {
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "subject": {"reference": "Patient/p1"},
+        "bodySite": [{"concept": {"coding": [{"system": "http://snomed.info/sct", "code": "29445007"}],
+                                  "text": "Right lower eyelid"}}],
+        "content": [{"attachment": {"contentType": "image/jpeg", "url": "Binary/j"}}],
+    }  # fmt: skip
+    (from_doc,) = photos_from_json(doc, CTX).photos
+    assert from_doc.body_site_text == "Right lower eyelid"
+
+
 def test_conjunctiva_body_site_hints_the_conjunctiva_pipeline() -> None:
     site = {"coding": [{"system": "http://snomed.info/sct", "code": "29445007"}]}
     (photo,) = photos_from_json(media(bodySite=site), CTX).photos

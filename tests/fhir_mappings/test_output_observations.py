@@ -279,3 +279,15 @@ def test_a_heat_map_without_its_result_is_refused() -> None:
     report = AnalysisReport(quality=sample_quality())
     with pytest.raises(ValueError, match="heat maps"):
         build_result_bundle(report, sample_context(), heatmaps=[HeatMap("tis", sample_model(), PNG)])
+
+
+def test_the_senders_body_site_text_wins_over_the_code_display_and_the_models_guess() -> None:
+    forearm = Concept("14975008", "Forearm structure", SNOMED)
+    photo = sample_photo(body_site=(forearm,), body_site_text="Left forearm")
+    guessed = Concept("upper-limb", "Upper limb")
+    obs = build_tis_observation(TisScore(1, 2, 1, body_site=guessed), sample_model(), sample_context(photo))
+    assert codes_of(obs["bodySite"]) == {"14975008"} and obs["bodySite"]["text"] == "Left forearm"
+    assert_valid_fhir(obs)
+    # With no site from the sender, the body-part model's guess is written, in its own words.
+    obs = build_tis_observation(TisScore(1, 2, 1, body_site=guessed), sample_model(), sample_context())
+    assert obs["bodySite"]["text"] == "Upper limb"
