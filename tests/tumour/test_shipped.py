@@ -52,8 +52,8 @@ def test_the_shipped_package_loads_through_the_registry_with_its_codes_and_group
     assert manifest.calibration.temperature > 0 and manifest.abstention.max_spread is not None
     assert manifest.abstention.max_ood is not None, "whole photos and non-lesions must be able to abstain"
     assert manifest.evaluation.metrics["malignant_operating_threshold"] > 0
-    # "a few MB at most"
-    assert package.weights_path.stat().st_size < 5_000_000
+    # One float16 EfficientNet-Lite0 member: a small part of the 80 MB all shipped weights may take.
+    assert package.weights_path.stat().st_size < 10_000_000
     assert loaded.network() is not None
 
 
