@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/steadiness.py [--generated 16] [--pad DIR] [--pad-limit N] [--frames 12] [--json]
 
-(about 1.5 s per PAD clip on 2 shared cores: the full set of 1200 clips takes about half an hour)
+(about 1.6 s per PAD clip on 2 shared cores: the full set of 1200 clips takes about half an hour)
 
 Each clip films one still hand-held (``bench/clip_maker.py``: shift ≤ 4 %, turn ≤ 15°, zoom ± 10 %,
 light ± 15 %, blur ≤ 1.2 px), 12 frames at 6 fps, encoded as H.264 MP4 and decoded by
