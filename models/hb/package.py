@@ -230,6 +230,14 @@ def render_card(manifest: ModelManifest, cv: CrossValidation, final: FinalModel)
         "`python -m models.hb.colour_experiment --data PATH/labels.csv`. The histograms beat the "
         "shipped colour features by a few hundredths of a g/dL, no more than the ensemble already "
         "does; not adopted.",
+        "- ImageNet-pretrained EfficientNet-Lite0 (issue 14), strict grouped CV with "
+        "`python -m models.hb.pretrained_experiment --data PATH/labels.csv --finetune 6 "
+        "--finetune-size 96x192`: frozen features of the last stage or the head, alone or beside the "
+        "colour features (ridge), MAE 1.680–1.697 g/dL, r −0.16 to 0.08; fine-tuned end to end, MAE "
+        "1.667, r −0.03 — against the colour ridge's 1.671 (ΔMAE −0.004 [−0.076, +0.059]) and the "
+        "predict-the-mean 1.673. Nothing beat the shipped package's CV (1.61, r 0.17), so nothing "
+        "was adopted: on these strips, under strict grouping, the pretrained encoder finds no more "
+        "Hb signal than colour does.",
         "",
         "## Reproduce",
         "",
