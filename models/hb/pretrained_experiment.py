@@ -36,7 +36,7 @@ from torch import nn
 from models.engine.pretrained import INPUT_MEAN, INPUT_STD, build, load_imagenet
 from models.evaluation.splits import grouped_kfold
 from models.hb.colour import fit_colour_regressor
-from models.hb.colour_experiment import mae_difference_ci, training_mean_baseline
+from models.hb.colour_experiment import comparison_lines, training_mean_baseline
 from models.hb.dataset import cv_groups, load_dataset, load_strips
 from models.hb.features import TooLittleTissue, colour_features
 from models.hb.strip import Strip, strip_tensor
@@ -192,26 +192,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"ridge, 5-fold grouped CV (strict groups, {len(set(groups))}), n={len(keep)}; "
         f"predict-the-training-mean MAE {baseline.mean():.3f} g/dL:"
     ]
-    predictions = {name: grouped_cv(features, targets, groups) for name, features in sets.items()}
-    widths = {name: features.shape[1] for name, features in sets.items()}
+    predictions = {name: (f.shape[1], grouped_cv(f, targets, groups)) for name, f in sets.items()}
     if args.finetune:
         height, width = (int(v) for v in args.finetune_size.split("x"))
         chosen = [strips[i] for i in keep]
-        predictions["lite0-finetuned"] = finetuned_cv(chosen, targets, groups, args.finetune, (height, width))
-        widths["lite0-finetuned"] = 1280
-    reference: Features | None = None
-    for name, predicted in predictions.items():
-        errors = np.abs(predicted - targets)
-        line = (
-            f"  {name:<20} {widths[name]:>5} features  MAE {errors.mean():.3f} g/dL  "
-            f"r {np.corrcoef(predicted, targets)[0, 1]:.3f}"
-        )
-        if reference is None:
-            reference = errors
-        else:
-            low, high = mae_difference_ci(errors, reference, groups)
-            line += f"  ΔMAE vs colour {errors.mean() - reference.mean():+.3f} [{low:+.3f}, {high:+.3f}]"
-        lines.append(line)
+        fine = finetuned_cv(chosen, targets, groups, args.finetune, (height, width))
+        predictions["lite0-finetuned"] = (1280, fine)
+    lines += comparison_lines(predictions, targets, groups)
     print("\n".join(lines))  # noqa: T201 - a command-line report
 
 
