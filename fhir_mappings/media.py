@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,17 +67,13 @@ def file_media_identifier(ctx: ResultContext) -> dict[str, str]:
     return {"system": codes.photo_sha256_system(ctx.canonical), "value": ctx.file_sha256}
 
 
-def build_file_media(ctx: ResultContext, *, image: bytes, content_type: str) -> Resource:
-    """The Media for a photo given to the CLI as a file.
-
-    ``image`` is the cleaned image (metadata dropped) that is stored; the identifier still
-    names the original file so running the same file again finds the same Media.
-    """
+def _file_media_head(ctx: ResultContext, media_type: Mapping[str, str]) -> Resource:
+    """What a file's Media says before its content: identifier, type, patient, when and where."""
     media: Resource = {
         "resourceType": "Media",
         "identifier": [file_media_identifier(ctx)],
         "status": "completed",
-        "type": {"coding": [dict(_IMAGE_TYPE)]},
+        "type": {"coding": [dict(media_type)]},
     }
     _patient_context(media, ctx)
     if ctx.photo.taken_at is not None:
@@ -84,6 +81,16 @@ def build_file_media(ctx: ResultContext, *, image: bytes, content_type: str) -> 
     site = codes.site_codeable(ctx.photo.body_site, ctx.photo.body_site_text, ctx.canonical)
     if site is not None:
         media["bodySite"] = site
+    return media
+
+
+def build_file_media(ctx: ResultContext, *, image: bytes, content_type: str) -> Resource:
+    """The Media for a photo given to the CLI as a file.
+
+    ``image`` is the cleaned image (metadata dropped) that is stored; the identifier still
+    names the original file so running the same file again finds the same Media.
+    """
+    media = _file_media_head(ctx, _IMAGE_TYPE)
     media["content"] = _attachment(image, content_type)
     validate_resource(media)
     return media
@@ -103,18 +110,7 @@ def build_file_video_media(
     ``video`` is the copy that is stored: the picture stream only, its container metadata (place,
     device, names) and any sound dropped; the identifier names the original file, as for a photo.
     """
-    media: Resource = {
-        "resourceType": "Media",
-        "identifier": [file_media_identifier(ctx)],
-        "status": "completed",
-        "type": {"coding": [dict(_VIDEO_TYPE)]},
-    }
-    _patient_context(media, ctx)
-    if ctx.photo.taken_at is not None:
-        media["createdDateTime"] = fhir_datetime(ctx.photo.taken_at)
-    site = codes.site_codeable(ctx.photo.body_site, ctx.photo.body_site_text, ctx.canonical)
-    if site is not None:
-        media["bodySite"] = site
+    media = _file_media_head(ctx, _VIDEO_TYPE)
     media["width"], media["height"] = size
     media["frames"] = frames
     media["duration"] = round(duration_s, 3)
