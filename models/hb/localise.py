@@ -38,6 +38,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from models.hb.components import label_components
 from models.hb.segmenter import ConjunctivaSegmenter, installed_segmenter
 from models.hb.strip import MIN_TISSUE_PIXELS, Strip, precropped_mask, strip_from_mask
 from models.intake import DecodedPhoto
@@ -199,40 +200,3 @@ def _best_component(mask: NDArray[np.bool_]) -> NDArray[np.bool_] | None:
             best_label, best_area = int(label), area
             break  # components are visited largest first
     return None if best_label == 0 else np.asarray(labels == best_label)
-
-
-def label_components(mask: NDArray[np.bool_]) -> tuple[NDArray[np.int32], int]:
-    """8-connected components by runs: each row's runs join the overlapping runs of the row above."""
-    height, _ = mask.shape
-    parent: list[int] = [0]
-    runs: list[tuple[int, int, int, int]] = []  # (row, start, end exclusive, run id)
-    previous: list[tuple[int, int, int]] = []
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for row in range(height):
-        line = mask[row].astype(np.int8)
-        edges = np.flatnonzero(np.diff(np.concatenate(([0], line, [0]))))
-        current: list[tuple[int, int, int]] = []
-        for start, end in zip(edges[::2], edges[1::2], strict=True):
-            run_id = len(parent)
-            parent.append(run_id)
-            for p_start, p_end, p_id in previous:
-                # 8-connectivity: runs touch when they overlap or meet at a corner.
-                if p_start <= end and start <= p_end:
-                    a, b = find(run_id), find(p_id)
-                    if a != b:
-                        parent[max(a, b)] = min(a, b)
-            current.append((int(start), int(end), run_id))
-            runs.append((row, int(start), int(end), run_id))
-        previous = current
-    labels = np.zeros(mask.shape, dtype=np.int32)
-    roots: dict[int, int] = {}
-    for row, start, end, run_id in runs:
-        root = find(run_id)
-        labels[row, start:end] = roots.setdefault(root, len(roots) + 1)
-    return labels, len(roots)

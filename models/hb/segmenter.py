@@ -30,6 +30,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from models.errors import InvalidModelManifest
+from models.hb.components import label_components
 from models.registry import LoadedModel, registry_for
 
 ARCHITECTURE: Final = "models.hb.segmenter:conjunctiva_unet"
@@ -136,8 +137,6 @@ def mask_from_probabilities(
     probabilities: NDArray[np.float32], size: tuple[int, int], min_confidence: float
 ) -> Segmentation:
     """The largest confident component of a low-resolution probability map, at ``size`` (H, W)."""
-    from models.hb.localise import label_components  # the localiser imports this module
-
     labels, count = label_components(probabilities > 0.5)
     if count == 0:
         return Segmentation(None, 0.0, 0.0)
