@@ -1,7 +1,7 @@
 """Inference engine speed: per-stage time, photos/s at batch 1/8/32, peak memory, overhead, decode.
 
     .venv/bin/python bench/inference.py [--device cpu|cuda] [--json] [--model NAME] [--repeats N]
-                                        [--photo PATH ...]
+                                        [--photo PATH ...] [--tta-views N]
 
 1. Decode: a generated 12 MP (4000×3000, ~2.5 MB) JPEG, decoded in full and at reduced scale the
    way the worker does it (``decode_photo(min_side=WORKING_MIN_SIDE)``: Pillow draft mode, DCT
@@ -19,7 +19,7 @@
    real lesion cut-out for the tumour stage, which the skin pipeline runs per lesion crop —
    through the model's whole data path — pre_process (resize, TTA views), predict (every
    member, Grad-CAM from the same pass), post_process (calibration, spread, OOD, abstention) —
-   at batch 1, 8 and 32.
+   at batch 1, 8 and 32, on ``--tta-views`` test-time views (default: the engine's default).
 3. ``overhead_ratio`` (batch 8) = that pipeline's time / the time of plain inference-mode
    forwards of the same members on the same prepared tensor (all TTA views). Target ≤ 1.25.
    Rendering the heat-map PNGs happens at write-back, not in the pipeline; it is reported
@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -153,7 +154,9 @@ def _described(paths: list[Path]) -> list[str]:
     return [f"{path.name} {Image.open(path).size[0]}x{Image.open(path).size[1]}" for path in paths]
 
 
-def bench_pipeline(model: str, device: str, repeats: int, paths: list[Path] | None = None) -> dict[str, Any]:
+def bench_pipeline(
+    model: str, device: str, repeats: int, paths: list[Path] | None = None, views: int | None = None
+) -> dict[str, Any]:
     execution = resolve_execution(device)  # type: ignore[arg-type]
     sync = lambda: synchronise(execution)  # noqa: E731
     loaded = registry_for(None).load(model)
@@ -163,6 +166,8 @@ def bench_pipeline(model: str, device: str, repeats: int, paths: list[Path] | No
     per_batch: dict[str, Any] = {}
     for batch in BATCHES:
         options = EngineOptions(device=device, batch_size=batch)  # type: ignore[arg-type]
+        if views is not None:
+            options = replace(options, tta_views=views)
         pipeline = build_model_pipeline(loaded, execution, options)
         chunk = photos[:batch]
         pipeline(chunk)  # warm-up: allocator, kernels, first-call overheads
@@ -266,12 +271,15 @@ def main() -> int:
         action="append",
         help="time the model on this photo instead of generated ones (repeat for several)",
     )
+    parser.add_argument("--tta-views", type=int, default=None, help="test-time views (default: the engine's)")
     args = parser.parse_args()
+    if args.tta_views is not None and args.tta_views < 1:
+        parser.error("--tta-views is at least 1")
     # Decode twice: in a fresh process without Pillow's block cache (a new 36 MB buffer, page
     # faults and all, for every full decode), then as a worker decodes — models loaded, the
     # cache on. The second is the headline figure.
     cold = bench_decode(args.repeats)
-    pipeline = bench_pipeline(args.model, args.device, args.repeats, args.photo)
+    pipeline = bench_pipeline(args.model, args.device, args.repeats, args.photo, args.tta_views)
     keep_decode_buffers()
     figures = {**pipeline, **bench_decode(args.repeats)}
     figures["decode_speedup_fresh_process"] = cold["decode_speedup"]

@@ -1,11 +1,13 @@
 """Skin analysis time per photo, end to end, with the shipped (or given) skin packages.
 
-    .venv/bin/python bench/skin.py [--photos N] [--size WxH] [--device cpu|cuda] [--threads N] [--json]
+    .venv/bin/python bench/skin.py [--photos N] [--size WxH] [--device cpu|cuda] [--threads N]
+                                   [--tta-views N] [--json]
 
 Generated photos — by default phone-sized 12 MP JPEGs (4032×3024), eczema on varied body parts
 and distances — go through what a worker does: decode at working size → quality gate → body
 part and lesion extraction → TIS, AD vs complications, diagnosis and tumour on the lesion crops
-(with TTA and Grad-CAM, as configured by the settings) → overlays rendered. Printed: the median
+(with TTA and Grad-CAM, as configured by the settings; ``--tta-views`` overrides
+``PHOTOMARKER_INFERENCE_TTA_VIEWS``) → overlays rendered. Printed: the median
 and 95th percentile seconds per photo one at a time, photos/s for the batch of all of them, the
 time of the first photo (model loading) on its own, and ``forward_share``: the median, over
 photos, of the time spent inside the networks' forward passes (every member of every model,
@@ -109,6 +111,9 @@ def main() -> None:
     parser.add_argument("--size", default="4032x3024", help="each photo's WIDTHxHEIGHT in pixels")
     parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default=None)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--tta-views", type=int, default=None, help="test-time views per photo (default: the setting's)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     overrides: dict[str, object] = {}
@@ -116,6 +121,10 @@ def main() -> None:
         overrides["device"] = args.device
     if args.threads is not None:
         overrides["inference_threads"] = args.threads
+    if args.tta_views is not None:
+        if args.tta_views < 1:
+            parser.error("--tta-views is at least 1")
+        overrides["inference_tta_views"] = args.tta_views
     settings = load_settings().model_copy(update=overrides)
     width, height = (int(v) for v in args.size.lower().split("x"))
     data = photos(args.photos, (width, height))
@@ -170,6 +179,7 @@ def main() -> None:
         else None,
         "device": settings.device,
         "tta": settings.inference_tta,
+        "tta_views": settings.inference_tta_views if settings.inference_tta else 1,
         "heatmaps": settings.inference_heatmaps,
     }
     if args.json:

@@ -1,54 +1,76 @@
 """Which analyses each photo kind gets, and the pipelines installed to run them.
 
-This is where every model's data path is written out, top to bottom (:func:`model_stages`):
-``pre_process → predict → post_process``, then — for a clinical analysis — ``interpret``, which
-puts the prediction in the clinic's terms (``ConditionProbabilities``, ``TumourAssessment``,
-``HbEstimate``). An analysis runs when a model package for its task is installed (see
+Every model's data path is ``pre_process → predict → post_process`` (``models.model_stages``),
+then — for a clinical analysis — ``interpret``, written out here, which puts the prediction in
+the clinic's terms (``ConditionProbabilities``, ``TumourAssessment``, ``HbEstimate``). Hb and
+the skin analyses have data paths of their own (``models.hb.pipeline``, ``models.skin.pipeline``),
+built on the same pieces. An analysis runs when a model package for its task is installed (see
 ``models.registry``) or when code registers a custom pipeline for it (e.g. a colour-feature
 regressor that is not a CNN). With neither, it is reported as not performed, never scored.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Final, Protocol
+from typing import Final
 
-from models.engine.execution import Execution, resolve_execution, synchronise
-from models.engine.gradcam import ActivationMap
+from models.analysis_outcome import AnalysisOutcome, AnalysisPipeline, ModelResult
+from models.engine.execution import Execution, synchronise
 from models.engine.options import EngineOptions
-from models.engine.stages import (
-    AbstentionLimits,
-    Pipeline,
-    PostProcess,
-    Predict,
-    Prediction,
-    PreparedNetwork,
-    PreProcess,
-    Stage,
-    StageTimings,
-)
-from models.engine.tta import plan_from
+from models.engine.stages import Pipeline, Prediction, StageTimings
 from models.errors import InvalidModelManifest
+from models.hb.pipeline import hb_pipeline_factory
 from models.intake import DecodedPhoto
 from models.manifest import ModelManifest
+from models.model_stages import abstention_limits, build_model_pipeline, execution_for, model_stages
 from models.registry import LoadedModel, registry_for
 from models.results import (
     AnalysisName,
-    AnalysisNotPerformed,
     ClassProbability,
     ConditionProbabilities,
     HbEstimate,
     ModelInfo,
     PhotoKind,
-    TisScore,
     TumourAssessment,
 )
+from models.skin.pipeline import (
+    clear_skin_cache,
+    condition_pipeline_factory,
+    diagnosis_pipeline_factory,
+    tis_pipeline_factory,
+    tumour_pipeline_factory,
+)
+
+# Defined in their own modules (the pipelines below build on them too) and used from here.
+__all__ = [
+    "ANALYSES_BY_KIND",
+    "CUSTOM_PIPELINES",
+    "HB_INTERVAL_LEVEL",
+    "RESULT_BUILDERS",
+    "AnalysisOutcome",
+    "AnalysisPipeline",
+    "Interpret",
+    "ModelAnalysisPipeline",
+    "ModelResult",
+    "PipelineFactory",
+    "ResultBuilder",
+    "abstention_limits",
+    "build_analysis_pipeline",
+    "build_model_pipeline",
+    "check_fits_analysis",
+    "clear_pipeline_cache",
+    "condition_result",
+    "execution_for",
+    "hb_result",
+    "installed_pipeline",
+    "model_stages",
+    "register_pipeline",
+    "tumour_result",
+]
 
 log = logging.getLogger(__name__)
 
@@ -57,35 +79,8 @@ ANALYSES_BY_KIND: Mapping[PhotoKind, tuple[AnalysisName, ...]] = {
     "conjunctiva": ("hb",),
 }
 
-ModelResult = TisScore | ConditionProbabilities | TumourAssessment | HbEstimate
 HB_INTERVAL_LEVEL: Final = 0.95
 _Z_95: Final = 1.959963984540054
-
-
-@dataclass(frozen=True, eq=False)
-class AnalysisOutcome:
-    """One photo's result for one analysis, and the map of what drove it (when drawn).
-
-    ``AnalysisNotPerformed`` when the pipeline could not even look (e.g. no conjunctiva in the
-    photo): said plainly rather than filled with a value the photo did not give.
-    """
-
-    result: ModelResult | AnalysisNotPerformed
-    explanation: ActivationMap | None = None
-
-
-class AnalysisPipeline(Protocol):
-    """What a worker runs for one analysis: a batch of photos in, one outcome per photo out."""
-
-    @property
-    def analysis(self) -> AnalysisName: ...
-
-    @property
-    def model(self) -> ModelInfo: ...
-
-    def run(
-        self, photos: Sequence[DecodedPhoto], timings: StageTimings | None = None
-    ) -> list[AnalysisOutcome]: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -176,35 +171,7 @@ class Interpret:
 
 
 # --- composition: the one place each data path is written out ------------------------------------
-
-
-def abstention_limits(manifest: ModelManifest, options: EngineOptions) -> AbstentionLimits:
-    """The manifest's calibrated thresholds unless the settings override them."""
-    policy = manifest.abstention
-    return AbstentionLimits(
-        max_spread=options.max_spread if options.max_spread is not None else policy.max_spread,
-        max_ood=options.max_ood if options.max_ood is not None else policy.max_ood,
-    )
-
-
-def model_stages(loaded: LoadedModel, execution: Execution, options: EngineOptions) -> list[Stage[Any, Any]]:
-    """Every model's data path: pre_process → predict → post_process."""
-    manifest = loaded.manifest
-    network = PreparedNetwork(loaded.network(), execution)
-    return [
-        PreProcess(manifest.input, plan_from(manifest.tta, enabled=options.tta), execution),
-        Predict(network, manifest, explain=options.heatmaps),
-        PostProcess(manifest, abstention_limits(manifest, options), network.ood),
-    ]
-
-
-def build_model_pipeline(loaded: LoadedModel, execution: Execution, options: EngineOptions) -> Pipeline:
-    """Photos → :class:`Prediction` s (no clinical result): reference models, the CLI, the benchmark."""
-    return Pipeline(
-        model_stages(loaded, execution, options),
-        batch_size=options.batch_size,
-        sync=lambda: synchronise(execution),
-    )
+# The generic model path (pre_process → predict → post_process) is ``models.model_stages``.
 
 
 def build_analysis_pipeline(
@@ -221,15 +188,14 @@ def build_analysis_pipeline(
 # --- what is installed ---------------------------------------------------------------------------
 
 PipelineFactory = Callable[[EngineOptions], AnalysisPipeline | None]
-# Analyses whose packages need their own data path (not the generic square-RGB one), as
-# "module:factory"; imported on first use so a worker without that package pays nothing.
-CUSTOM_PIPELINES: Final[dict[AnalysisName, str]] = {
-    "hb": "models.hb.pipeline:hb_pipeline_factory",  # localise the conjunctiva, colour + CNN blend
+# Analyses whose packages need their own data path (not the generic square-RGB one).
+CUSTOM_PIPELINES: Final[dict[AnalysisName, PipelineFactory]] = {
+    "hb": hb_pipeline_factory,  # localise the conjunctiva, colour + CNN blend
     # Skin: body part and lesion extraction first, then each task's network on the lesion crops.
-    "tis": "models.skin.pipeline:tis_pipeline_factory",
-    "skin-condition": "models.skin.pipeline:condition_pipeline_factory",
-    "skin-diagnosis": "models.skin.pipeline:diagnosis_pipeline_factory",
-    "skin-tumour": "models.skin.pipeline:tumour_pipeline_factory",
+    "tis": tis_pipeline_factory,
+    "skin-condition": condition_pipeline_factory,
+    "skin-diagnosis": diagnosis_pipeline_factory,
+    "skin-tumour": tumour_pipeline_factory,
 }
 _REGISTERED: dict[AnalysisName, PipelineFactory] = {}
 _BUILT: dict[tuple[AnalysisName, EngineOptions], AnalysisPipeline | None] = {}
@@ -248,16 +214,9 @@ def clear_pipeline_cache() -> None:
     """Forget built pipelines (tests that swap model directories)."""
     with _LOCK:
         _BUILT.clear()
-    from models.skin.pipeline import clear_skin_cache  # imports this module: not at the top
-
     clear_skin_cache()
     registry_for.cache_clear()
     execution_for.cache_clear()
-
-
-@lru_cache(maxsize=4)
-def execution_for(options: EngineOptions) -> Execution:
-    return resolve_execution(options.device, threads=options.threads, compile=options.compile)
 
 
 def installed_pipeline(
@@ -273,20 +232,12 @@ def installed_pipeline(
     with _LOCK:
         if key in _BUILT:
             return _BUILT[key]
-        factory = _REGISTERED.get(analysis)
-    if factory is None and analysis in CUSTOM_PIPELINES:
-        factory = _import_factory(CUSTOM_PIPELINES[analysis])
+        factory = _REGISTERED.get(analysis, CUSTOM_PIPELINES.get(analysis))
     pipeline = factory(options) if factory is not None else None
     if pipeline is None:
         pipeline = _from_registry(analysis, options)
     with _LOCK:
         return _BUILT.setdefault(key, pipeline)
-
-
-def _import_factory(target: str) -> PipelineFactory:
-    module_name, _, name = target.partition(":")
-    factory: PipelineFactory = getattr(importlib.import_module(module_name), name)
-    return factory
 
 
 def _from_registry(analysis: AnalysisName, options: EngineOptions) -> AnalysisPipeline | None:

@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     inference_compile: bool = False
     # Test-time augmentation (flips, 90° rotations, colour jitter) for a mean and a spread.
     inference_tta: bool = True
+    # Views per photo when TTA is on: 1 = the photo alone, N = the first N of each model's plan
+    # (identity, mirror, rot180, vflip, 90° turns, colour jitter last), capped at what it has;
+    # 10 = all of them. One view of a one-member model leaves no spread, so no abstention by
+    # spread (the OOD check stays). Default measured with bench/skin.py (README "Test-time views
+    # and speed"); models.engine.options.DEFAULT_TTA_VIEWS is the same number.
+    inference_tta_views: int = Field(default=10, ge=1)
     # Grad-CAM heat-map overlays beside each model result.
     inference_heatmaps: bool = True
     # Override a manifest's calibrated abstention thresholds; empty = the manifest's own.

@@ -71,7 +71,7 @@ from models.manifest import (
     TtaSpec,
     WeightsSpec,
 )
-from models.pipelines import model_stages
+from models.model_stages import model_stages
 from models.registry import PENDING_SHA256, ModelRegistry, save_model_package
 from models.results import ModelInfo
 

@@ -5,6 +5,11 @@ engine looks at each photo several ways and reports the mean and the spread. Vie
 on the device to the whole batch (view-major: all photos under view 0, then view 1, …); the
 geometric views are exact permutations of pixels, so their inverse brings a Grad-CAM map back
 onto the original photo without resampling.
+
+How many views run is a setting (``PHOTOMARKER_INFERENCE_TTA_VIEWS``): a plan is cut to its
+first N views, so the views come in the order that makes every prefix worth having (see
+``VIEW_ORDER``), the colour jitter last. Fewer views cost less and give a spread over fewer
+outputs; with one view there is no spread to judge (see ``models.model_stages.abstention_limits``).
 """
 
 from __future__ import annotations
@@ -41,18 +46,45 @@ class TtaPlan:
     def __len__(self) -> int:
         return len(self.views)
 
+    def prefix(self, count: int | None) -> TtaPlan:
+        """The first ``count`` views (all of them when None or more than the plan has)."""
+        if count is None or count >= len(self.views):
+            return self
+        if count < 1:
+            raise ValueError(f"a TTA plan needs at least one view, not {count}")
+        return TtaPlan(self.views[:count])
+
 
 IDENTITY_ONLY: Final = TtaPlan((View(),))
 
+# The order a manifest's geometric views are taken in, whatever order the manifest lists them:
+# the photo as taken, its mirror image (the most natural second look: a left arm mirrored is a
+# right arm), upside down and its mirror, then the 90° family. Each power-of-two prefix of the
+# eight is a group (identity; + mirror; + rot180 and vflip; all eight), so the mean over such a
+# prefix does not change when the photo itself is flipped or turned that way. A manifest with
+# only rotations (identity, rot90, rot180, rot270) gives identity, rot180, rot90, rot270: two
+# views are again a group, four all of them.
+VIEW_ORDER: Final[tuple[TtaView, ...]] = (
+    "identity",
+    "hflip",
+    "rot180",
+    "vflip",
+    "rot90",
+    "rot270",
+    "transpose",
+    "antitranspose",
+)
 
-def plan_from(spec: TtaSpec, *, enabled: bool = True) -> TtaPlan:
-    """Geometric views from the manifest, plus a brighter/more saturated and a duller view."""
-    if not enabled:
-        return IDENTITY_ONLY
-    views = [View()] + [View(geometry) for geometry in spec.views if geometry != "identity"]
+
+def plan_from(spec: TtaSpec, *, views: int | None = None) -> TtaPlan:
+    """The manifest's geometric views in ``VIEW_ORDER``, then a brighter/more saturated and a duller
+    view (colour jitter, last: it changes no pixel's place), cut to the first ``views`` (None: all)."""
+    listed = set(spec.views)
+    ordered = [View(geometry) for geometry in VIEW_ORDER if geometry in listed and geometry != "identity"]
+    plan = [View(), *ordered]
     if spec.jitter > 0:
-        views += [View("identity", spec.jitter, spec.jitter), View("identity", -spec.jitter, -spec.jitter)]
-    return TtaPlan(tuple(views))
+        plan += [View("identity", spec.jitter, spec.jitter), View("identity", -spec.jitter, -spec.jitter)]
+    return TtaPlan(tuple(plan)).prefix(views)
 
 
 def apply_geometry(x: Tensor, geometry: TtaView) -> Tensor:

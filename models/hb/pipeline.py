@@ -11,8 +11,8 @@
   estimate, the equal-weight blend, and the conformal prediction interval → ``HbEstimate``.
 
 The package is found through the model registry like any other (task ``hb``), and its
-weights are hash-checked there; :func:`register_hb_pipeline` makes this the pipeline that
-serves the ``hb`` analysis.
+weights are hash-checked there; ``models.pipelines`` serves the ``hb`` analysis with
+:func:`hb_pipeline_factory`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Final
 import numpy as np
 import torch
 
+from models.analysis_outcome import AnalysisOutcome
 from models.engine.execution import Execution, synchronise, to_device
 from models.engine.options import EngineOptions
 from models.engine.stages import (
@@ -36,7 +37,7 @@ from models.engine.stages import (
     RawOutputs,
     StageTimings,
 )
-from models.engine.tta import IDENTITY_ONLY, TtaPlan, View
+from models.engine.tta import TtaPlan, View
 from models.errors import InvalidModelManifest
 from models.hb.cnn import INPUT_HEIGHT, INPUT_WIDTH
 from models.hb.features import TooLittleTissue, colour_features
@@ -45,7 +46,7 @@ from models.hb.model import HbConjunctivaNet
 from models.hb.segmenter import ConjunctivaSegmenter, installed_segmenter
 from models.hb.strip import strip_tensor
 from models.intake import DecodedPhoto
-from models.pipelines import AnalysisOutcome, abstention_limits, execution_for, register_pipeline
+from models.model_stages import abstention_limits, execution_for
 from models.registry import LoadedModel, registry_for
 from models.results import AnalysisName, AnalysisNotPerformed, HbEstimate, ModelInfo
 
@@ -53,6 +54,7 @@ ARCHITECTURE: Final = "models.hb.model:hb_conjunctiva_net"
 # Every "nothing found" abstention ends with this, so scoring code can tell it from a real estimate.
 NO_ESTIMATE: Final = "no estimate was made from this photo"
 # The only geometric test-time view that keeps the lower half of the lid below: a mirror image.
+# ``PHOTOMARKER_INFERENCE_TTA_VIEWS`` 1 keeps the photo alone; 2 or more, both.
 HB_TTA: Final = TtaPlan((View(), View("hflip")))
 
 
@@ -196,13 +198,14 @@ def build_hb_pipeline(
     first = network.members[0]
     if not isinstance(first, HbConjunctivaNet):
         raise InvalidModelManifest(f"{manifest.name}: members are not HbConjunctivaNet")
-    plan = HB_TTA if options.tta else IDENTITY_ONLY
+    plan = HB_TTA.prefix(options.view_count)
+    limits = abstention_limits(manifest, options, len(plan) * len(prepared.runners))
     stages = Pipeline(
         [
             HbPreProcess(plan, execution, installed_segmenter(options.model_dir)),
             HbPredict(
                 Predict(prepared, manifest, explain=options.heatmaps),
-                PostProcess(manifest, abstention_limits(manifest, options), prepared.ood),
+                PostProcess(manifest, limits, prepared.ood),
             ),
             HbInterpret(first, level),
         ],
@@ -219,8 +222,3 @@ def hb_pipeline_factory(options: EngineOptions) -> HbAnalysisPipeline | None:
         if package.manifest.architecture.name == ARCHITECTURE:
             return build_hb_pipeline(registry.load(package.name), options)
     return None
-
-
-def register_hb_pipeline() -> None:
-    """Serve the ``hb`` analysis with this pipeline (the generic square-RGB path cannot run it)."""
-    register_pipeline("hb", hb_pipeline_factory)

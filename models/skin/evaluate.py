@@ -27,20 +27,15 @@ from models.engine.options import EngineOptions
 from models.errors import DatasetError, ModelNotInstalled
 from models.evaluation import MetricValue, accuracy, auroc, bootstrap, mae, pearson_r
 from models.intake import DecodedPhoto, IntakeLimits, decode_photo
-from models.pipelines import execution_for
+from models.model_stages import execution_for
 from models.registry import LoadedModel, registry_for
 from models.results import AnalysisName, AnalysisNotPerformed, ConditionProbabilities, TisScore
+from models.skin.crops import CropModel
 from models.skin.dataset import SkinRow, SkinTask, components, load_rows, read_mask, rows_for
+from models.skin.findings import BodyPartClassifier
 from models.skin.labels import key_of
-from models.skin.pipeline import (
-    MIN_LESION_SHARE,
-    BodyPartClassifier,
-    CropModel,
-    LesionExtractor,
-    SkinAnalysisPipeline,
-    lesion_regions,
-    skin_finder,
-)
+from models.skin.lesions import MIN_LESION_SHARE, LesionExtractor, lesion_regions
+from models.skin.pipeline import SkinAnalysisPipeline, skin_finder
 from models.skin.tasks import TASKS
 
 Progress = Callable[[int, int], None]
@@ -203,7 +198,7 @@ def evaluate_skin(
             breakdown_metric="detection_rate",
         )
     if task == "lesion":
-        extractor = LesionExtractor(loaded, execution, tta=options.tta)
+        extractor = LesionExtractor(loaded, execution, views=options.view_count)
         return _evaluate_lesions(rows, extractor, groups, n_resamples, advance, common)
     finder = skin_finder(options)
     if finder is None:

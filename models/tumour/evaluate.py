@@ -12,7 +12,7 @@ from models.engine.execution import resolve_execution
 from models.engine.options import EngineOptions
 from models.engine.stages import Prediction
 from models.intake import IntakeLimits, decode_photo
-from models.pipelines import build_model_pipeline
+from models.model_stages import build_model_pipeline
 from models.registry import LoadedModel
 from models.tumour.dataset import load_samples
 from models.tumour.package import ACK_THRESHOLD_KEY, THRESHOLD_KEY

@@ -7,9 +7,11 @@ from collections.abc import Callable
 import pytest
 
 from models.engine.execution import Execution
-from models.engine.stages import Prediction
+from models.engine.options import EngineOptions
+from models.engine.stages import AbstentionLimits, Prediction
 from models.intake import DecodedPhoto
-from models.registry import LoadedModel
+from models.model_stages import abstention_limits, build_model_pipeline
+from models.registry import SHIPPED_MODEL_DIR, LoadedModel, ModelRegistry
 from tests.engine.conftest import noise_photo, reference_pipeline, skin_photo, wall_photo
 
 
@@ -53,3 +55,47 @@ def test_the_settings_can_override_the_calibrated_thresholds(reference: LoadedMo
     faint = skin_photo(1, marker_at=(0.5, 0.5), radius=0.04, opacity=0.4)  # views may well disagree
     abstention = only(strict([faint])).abstention
     assert abstention is not None and "disagree" in abstention.reason
+
+
+# --- how many outputs there are to disagree (PHOTOMARKER_INFERENCE_TTA_VIEWS) -----------------------
+
+
+def test_one_output_per_photo_turns_spread_abstention_off_and_keeps_the_ood_check(
+    reference: LoadedModel,
+) -> None:
+    manifest = reference.manifest
+    calibrated = abstention_limits(manifest, EngineOptions(), outputs=2)
+    assert calibrated == AbstentionLimits(manifest.abstention.max_spread, manifest.abstention.max_ood)
+    alone = abstention_limits(manifest, EngineOptions(max_spread=0.01), outputs=1)
+    assert alone == AbstentionLimits(None, manifest.abstention.max_ood)
+
+
+@pytest.fixture(scope="module")
+def single_member() -> LoadedModel:
+    """The shipped tumour package: one member, so one view is one output per photo."""
+    loaded = ModelRegistry([SHIPPED_MODEL_DIR]).load("tumour-padufes")
+    assert len(loaded.network().members) == 1
+    return loaded
+
+
+def test_one_view_of_one_member_never_abstains_on_spread_but_still_on_ood(
+    single_member: LoadedModel, cpu: Execution
+) -> None:
+    photo = skin_photo(1, size=160, marker_at=(0.5, 0.5))
+
+    def predict(**options: object) -> Prediction:
+        pipeline = build_model_pipeline(
+            single_member, cpu, EngineOptions(device="cpu", heatmaps=False, **options)  # type: ignore[arg-type]
+        )
+        return only(pipeline([photo]))
+
+    # Two views (identity, half turn) disagree a little: a tiny threshold abstains on it …
+    two = predict(tta_views=2, max_spread=1e-9, max_ood=1e9)
+    assert two.spread > 0 and two.abstention is not None and "disagree" in two.abstention.reason
+    # … one view has nothing to disagree with: spread 0, and no abstention on spread however strict …
+    one = predict(tta_views=1, max_spread=1e-9, max_ood=1e9)
+    assert one.spread == 0 and one.abstention is None
+    assert predict(tta=False, max_spread=1e-9, max_ood=1e9).abstention is None
+    # … while a photo unlike the training photos is still refused with one view.
+    refused = predict(tta_views=1, max_spread=1e-9, max_ood=1e-9).abstention
+    assert refused is not None and "unlike those the model was trained on" in refused.reason

@@ -10,10 +10,12 @@ from PIL import Image, ImageDraw
 
 from models.engine.ensemble import aggregate_classifier, aggregate_regressor
 from models.engine.execution import Execution
+from models.engine.options import DEFAULT_TTA_VIEWS, EngineOptions
 from models.engine.reference_data import as_photo
 from models.engine.stages import Predict, PreProcess
 from models.engine.tta import (
     IDENTITY_ONLY,
+    VIEW_ORDER,
     TtaPlan,
     View,
     apply_geometry,
@@ -22,8 +24,10 @@ from models.engine.tta import (
     invert_maps,
     plan_from,
 )
-from models.manifest import TtaSpec, TtaView
+from models.errors import SettingsError
+from models.manifest import ALL_TTA_VIEWS, TtaSpec, TtaView
 from models.registry import LoadedModel
+from plugin.settings import load_settings
 from tests.engine.conftest import reference_pipeline, skin_photo
 
 GEOMETRIES: tuple[TtaView, ...] = (
@@ -54,12 +58,77 @@ def test_maps_from_views_come_back_in_the_photos_orientation() -> None:
         assert torch.equal(restored[index], maps)
 
 
-def test_the_plan_starts_untouched_and_adds_colour_jitter() -> None:
+def test_the_plan_starts_untouched_and_adds_colour_jitter_last() -> None:
     plan = plan_from(TtaSpec(views=("identity", "rot90", "hflip"), jitter=0.05))
     assert plan.views[0] == View()
-    assert [v.geometry for v in plan.views] == ["identity", "rot90", "hflip", "identity", "identity"]
+    # The manifest's order does not matter: the mirror image comes before the 90° turn.
+    assert [v.geometry for v in plan.views] == ["identity", "hflip", "rot90", "identity", "identity"]
     assert (plan.views[3].brightness, plan.views[4].brightness) == (0.05, -0.05)
-    assert plan_from(TtaSpec(), enabled=False) == IDENTITY_ONLY
+    assert plan_from(TtaSpec(), views=1) == IDENTITY_ONLY
+
+
+def test_the_view_order_covers_every_view_once() -> None:
+    assert sorted(VIEW_ORDER) == sorted(ALL_TTA_VIEWS) and VIEW_ORDER[0] == "identity"
+
+
+@pytest.mark.parametrize("count", [1, 2, 4, 8])
+def test_every_power_of_two_prefix_of_the_dihedral_plan_is_a_group(count: int) -> None:
+    """The mean over such a prefix is unchanged when the photo is flipped or turned by one of its views."""
+    x = torch.arange(16, dtype=torch.float32).view(1, 1, 4, 4)
+    chosen = VIEW_ORDER[:count]
+    images = {geometry: apply_geometry(x, geometry) for geometry in chosen}
+    for first in chosen:
+        for second in chosen:
+            composed = apply_geometry(apply_geometry(x, first), second)
+            assert any(torch.equal(composed, image) for image in images.values()), (first, second)
+
+
+def test_a_rotations_only_manifest_puts_the_half_turn_second() -> None:
+    plan = plan_from(TtaSpec(views=("identity", "rot90", "rot180", "rot270"), jitter=0.0))
+    assert [v.geometry for v in plan.views] == ["identity", "rot180", "rot90", "rot270"]
+
+
+def test_a_view_count_takes_the_first_views_capped_at_the_plan() -> None:
+    spec = TtaSpec(views=ALL_TTA_VIEWS, jitter=0.05)
+    full = plan_from(spec)
+    assert len(full) == 10
+    assert plan_from(spec, views=None) == full
+    assert plan_from(spec, views=100) == full
+    for count in range(1, 11):
+        assert plan_from(spec, views=count).views == full.views[:count]
+    assert [v.geometry for v in plan_from(spec, views=2).views] == ["identity", "hflip"]
+    assert full.prefix(3) == TtaPlan(full.views[:3])
+    with pytest.raises(ValueError, match="at least one view"):
+        full.prefix(0)
+
+
+def test_engine_options_count_views_and_refuse_fewer_than_one() -> None:
+    assert EngineOptions().view_count == DEFAULT_TTA_VIEWS
+    assert EngineOptions(tta_views=3).view_count == 3
+    assert EngineOptions(tta=False, tta_views=3).view_count == 1  # TTA off: the photo alone
+    with pytest.raises(ValueError, match="at least 1"):
+        EngineOptions(tta_views=0)
+
+
+def test_the_views_setting_parses_validates_and_reaches_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert settings.inference_tta_views == DEFAULT_TTA_VIEWS
+    assert EngineOptions.from_settings(settings).view_count == DEFAULT_TTA_VIEWS
+    monkeypatch.setenv("PHOTOMARKER_INFERENCE_TTA_VIEWS", "2")
+    assert EngineOptions.from_settings(load_settings()).view_count == 2
+    monkeypatch.setenv("PHOTOMARKER_INFERENCE_TTA", "false")
+    assert EngineOptions.from_settings(load_settings()).view_count == 1
+    for bad in ("0", "-1", "two"):
+        monkeypatch.setenv("PHOTOMARKER_INFERENCE_TTA_VIEWS", bad)
+        with pytest.raises(SettingsError, match="PHOTOMARKER_INFERENCE_TTA_VIEWS"):
+            load_settings()
+
+
+def test_the_pipeline_runs_on_the_views_asked_for(reference: LoadedModel, cpu: Execution) -> None:
+    for count, expected in ((1, 1), (4, 4), (DEFAULT_TTA_VIEWS, 10)):
+        pre = reference_pipeline(reference, cpu, heatmaps=False, tta_views=count).stages[0]
+        assert isinstance(pre, PreProcess) and len(pre.plan) == expected
+        assert pre.plan == plan_from(reference.manifest.tta).prefix(expected)
 
 
 def test_expand_is_view_major() -> None:
