@@ -52,7 +52,8 @@ from models.results import TumourAssessment
 from models.skin.synthetic import generate_scene
 from models.tumour.dataset import CLASSES, MALIGNANT
 from models.tumour.package import THRESHOLD_KEY
-from models.video import VideoLimits, decode_video
+from models.video import decode_video
+from models.video_container import VideoLimits
 from plugin.settings import load_settings
 from workers.analysis import PhotoRequest
 from workers.footage import analyse_video

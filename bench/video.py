@@ -27,7 +27,8 @@ from PIL import Image
 
 from bench.clip_maker import HandHeld, encode_mp4, views
 from models.skin.synthetic import generate_scene
-from models.video import VideoLimits, decode_video
+from models.video import decode_video
+from models.video_container import VideoLimits
 from plugin.settings import load_settings
 from workers.analysis import WORKING_MIN_SIDE, PhotoRequest
 from workers.footage import analyse_video

@@ -23,6 +23,7 @@ from models.quality import QualityThresholds, assess_quality
 from models.results import AnalysisNotPerformed, AnalysisReport, ModelInfo, PhotoKind, QualityVerdict
 from models.video import DecodedVideo
 from plugin.settings import Settings
+from workers.progress import FrameCallback
 
 RequestedKind = Literal["auto", "skin", "conjunctiva"]
 
@@ -66,6 +67,8 @@ class PhotoRequest:
     declared_content_type: str | None = None
     # Skip reduced-scale decoding, for when the pixels are also stored.
     full_resolution: bool = False
+    # A video's progress, frame by frame (``workers.progress``); photos ignore it.
+    on_frames: FrameCallback | None = field(default=None, compare=False)
 
 
 @dataclass

@@ -13,7 +13,6 @@ released so the message comes back later.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -22,7 +21,6 @@ from functools import partial
 from typing import Any, TypeVar, cast
 
 from audit.record import AuditOutcome
-from fhir_mappings.context import Requester
 from fhir_mappings.inputs import InputContext, load_json, photo_from_resource
 from fhir_mappings.photo import Photo
 from models.errors import (
@@ -40,9 +38,12 @@ from workers.celery_app import Services
 from workers.fetch import photo_bytes
 from workers.fhir_client import FhirClient, RetryPolicy
 from workers.footage import AnyRequest, SeriesRequest, analyse_requests
+from workers.job_resources import requester_of, series_references, written_references
 from workers.jobs import Job, JobStore, job_audit_record
 from workers.liveness import LeaseKeeper, worker_id
+from workers.progress import FrameCallback, ProgressBoard
 from workers.writeback import (
+    check_one_body_site,
     facts_for_interpretation,
     result_bundle,
     series_bundle,
@@ -55,8 +56,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # Poll for more waiting jobs this often while a batch fills.
 _FILL_POLL_S = 0.01
-# "Type/id" at the end of a location, before any "/_history/…".
-_LOCATION = re.compile(r"(?:^|/)([A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?/?$")
 
 
 @dataclass(frozen=True)
@@ -114,7 +113,9 @@ class _Prepared:
     def photo(self) -> Photo:
         return self.photos[0]
 
-    def request(self) -> AnyRequest:
+    def request(self, on_frames: FrameCallback | None = None) -> AnyRequest:
+        """The analysis request; ``on_frames`` hears how many of a video's frames (or a series'
+        photos) are analysed so far."""
         requests = tuple(
             PhotoRequest(
                 data,
@@ -123,10 +124,11 @@ class _Prepared:
                 declared_content_type=photo.content_type,
                 # A photo written back as a new Media keeps its full resolution.
                 full_resolution=stored_as_file(photo),
+                on_frames=None if self.series else on_frames,
             )
             for photo, data in zip(self.photos, self.datas, strict=True)
         )
-        return SeriesRequest(requests) if self.series else requests[0]
+        return SeriesRequest(requests, on_frames=on_frames) if self.series else requests[0]
 
 
 @dataclass
@@ -183,12 +185,10 @@ class _Batch:
             max_video_bytes=self.settings.video_max_bytes,
         )
         series = resource.get("resourceType") == "List"
-        resources = (
-            [self._read_photo_resource(ref, client) for ref in _list_references(resource)]
-            if series
-            else [resource]
-        )
+        resources = self._series_members(resource, client) if series else [resource]
         photos = tuple(photo_from_resource(item, ctx) for item in resources)
+        if series:
+            check_one_body_site(photos)
         subject = series_patient(photos) if series else photos[0].subject
         if subject and subject != job.patient:
             self.store.set_patient(job.id, subject)
@@ -197,6 +197,22 @@ class _Batch:
             photo_bytes(photo, client, max_bytes=ctx.byte_limit(photo.content_type) or 0) for photo in photos
         )
         return _Prepared(job, photos, datas, client, series=series)
+
+    def _series_members(self, series: dict[str, Any], client: FhirClient | None) -> list[dict[str, Any]]:
+        """A series ``List``'s photos: read from the FHIR server, or — for results that are shown,
+        not saved — carried in the List itself as contained resources ("#p1")."""
+        contained = {
+            f"#{item.get('id')}": item for item in series.get("contained") or [] if isinstance(item, dict)
+        }
+        members: list[dict[str, Any]] = []
+        for reference in series_references(series):
+            if reference.startswith("#"):
+                if reference not in contained:
+                    raise InvalidRequest(f"the series names {reference}, which it does not contain")
+                members.append(contained[reference])
+            else:
+                members.append(self._read_photo_resource(reference, client))
+        return members
 
     def _read_photo_resource(self, reference: str, client: FhirClient | None) -> dict[str, Any]:
         if client is None:
@@ -210,7 +226,12 @@ class _Batch:
         if not prepared:
             return []
         try:
-            outcomes = analyse_requests([item.request() for item in prepared], self.settings)
+            board = ProgressBoard(self.store.engine)
+            requests = [
+                item.request(board.reporter(item.job.id, "photo" if item.series else "frame"))
+                for item in prepared
+            ]
+            outcomes = analyse_requests(requests, self.settings)
         except PhotomarkerError as error:
             # The models themselves could not run (weights, device): every photo fails with it.
             for item in prepared:
@@ -349,53 +370,5 @@ class _Batch:
         self.svc.audit(job_audit_record(job, what, outcome, reason=reason, entities=entities))
 
 
-def written_references(response: dict[str, Any]) -> tuple[str, ...]:
-    """``Type/id`` of every resource a transaction created or found (conditional creates).
-
-    Servers give ``location`` relative or absolute, with or without ``_history``.
-    """
-    found: list[str] = []
-    entries = response.get("entry")
-    for entry in entries if isinstance(entries, list) else []:
-        location = entry.get("response", {}).get("location") if isinstance(entry, dict) else None
-        match = _LOCATION.search(location) if isinstance(location, str) else None
-        if match and match.group(1) not in found:
-            found.append(match.group(1))
-    return tuple(found)
-
-
-def _list_references(resource: dict[str, Any]) -> list[str]:
-    """The photo references of a series job's ``List`` (as ``plugin.api.jobs.series_list`` wrote it)."""
-    entries = resource.get("entry")
-    items = [
-        entry.get("item")
-        for entry in (entries if isinstance(entries, list) else [])
-        if isinstance(entry, dict)
-    ]
-    references = [
-        item["reference"]
-        for item in items
-        if isinstance(item, dict) and isinstance(item.get("reference"), str)
-    ]
-    if len(references) < 2:
-        raise InvalidRequest("the series job names fewer than two photos")
-    return references
-
-
 def _internal() -> InternalError:
     return InternalError("unexpected error while analysing the photo; the worker log has the details")
-
-
-# A verified fhirUser ("Practitioner/7" or an absolute URL) as the jobs API and the clinician app
-# record it; anything else (an API token's name, the inbox service) is named, not referenced.
-_FHIR_USER = re.compile(
-    r"^(?:https://[^\s]+/)?(?:Practitioner|PractitionerRole|Patient|RelatedPerson|Person)/[A-Za-z0-9\-.]{1,64}$"
-)
-
-
-def requester_of(requested_by: str) -> Requester:
-    """Who the Provenance names: the clinician's fhirUser as a reference when it was verified."""
-    kind, _, who = requested_by.partition(":")
-    if kind == "clinician" and _FHIR_USER.match(who):
-        return Requester(reference=who, display=requested_by)
-    return Requester(display=requested_by)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
 from fhir_mappings.media import HeatMap
@@ -34,7 +34,8 @@ from models.results import (
     QualityCheckName,
     QualityVerdict,
 )
-from models.video import VideoLimits, decode_video, is_video_type, looks_like_video
+from models.video import decode_video
+from models.video_container import VideoLimits, is_video_type, looks_like_video
 from plugin.settings import Settings
 from workers.analysis import (
     WORKING_MIN_SIDE,
@@ -46,6 +47,7 @@ from workers.analysis import (
     gate,
     run_pipelines,
 )
+from workers.progress import FrameCallback
 
 ADVICE_FRAMES: Final = (
     "Film the lesion for a few seconds (or take a few photos), holding the phone still in even light."
@@ -57,6 +59,8 @@ class SeriesRequest:
     """Several photos of one lesion, analysed as one (a clinician's two or three shots)."""
 
     photos: tuple[PhotoRequest, ...]
+    # Progress photo by photo (``workers.progress``).
+    on_frames: FrameCallback | None = field(default=None, compare=False)
 
 
 AnyRequest = PhotoRequest | SeriesRequest
@@ -113,7 +117,8 @@ def analyse_video(request: PhotoRequest, settings: Settings) -> AnalysedPhoto:
     )
     frames = [(frame.time_s, frame.photo) for frame in video.frames]
     expected = request.requested if request.requested != "auto" else request.kind_hint
-    return _accumulated(frames, expected, settings, Footage("video", 0, "", video=video), video.duration_s)
+    footage = Footage("video", 0, "", video=video)
+    return _accumulated(frames, expected, settings, footage, video.duration_s, request.on_frames)
 
 
 def analyse_series(request: SeriesRequest, settings: Settings) -> AnalysedPhoto:
@@ -140,7 +145,8 @@ def analyse_series(request: SeriesRequest, settings: Settings) -> AnalysedPhoto:
     first = request.photos[0]
     expected = first.requested if first.requested != "auto" else first.kind_hint
     frames = [(float(place), photo) for place, photo in enumerate(members, start=1)]
-    return _accumulated(frames, expected, settings, Footage("series", 0, "", members=tuple(members)), None)
+    footage = Footage("series", 0, "", members=tuple(members))
+    return _accumulated(frames, expected, settings, footage, None, request.on_frames)
 
 
 # --- the shared path of frames ---------------------------------------------------------------
@@ -152,6 +158,7 @@ def _accumulated(
     settings: Settings,
     footage: Footage,
     duration_s: float | None,
+    on_frames: FrameCallback | None,
 ) -> AnalysedPhoto:
     """Gate, analyse and accumulate the frames (at their times, or places in a series); ``footage``
     says what they came from and gets the representative frame filled in."""
@@ -161,7 +168,8 @@ def _accumulated(
     kind = gated[0].kind
     # The frames are their own augmentation: TTA per frame is a setting, heat maps wait for one frame.
     options = EngineOptions.from_settings(settings)
-    run_pipelines(gated, replace(options, tta=settings.video_frame_tta, heatmaps=False))
+    frame_options = replace(options, tta=settings.video_frame_tta, heatmaps=False)
+    _run_in_steps(gated, frame_options, settings.inference_batch_size, on_frames)
 
     accepted = [i for i, photo in enumerate(gated) if photo.verdict.acceptable]
     policy = AccumulationPolicy.from_settings(settings)
@@ -187,6 +195,19 @@ def _accumulated(
     )
     footage = replace(footage, representative=best, drawn_on=drawn_on)
     return AnalysedPhoto(gated[best].decoded, kind, report, heatmaps, footage)
+
+
+def _run_in_steps(
+    gated: Sequence[GatedPhoto], options: EngineOptions, step: int, on_frames: FrameCallback | None
+) -> None:
+    """The pipelines over the frames one forward batch at a time, so progress can be counted."""
+    total = len(gated)
+    if on_frames is not None:
+        on_frames(0, total)
+    for start in range(0, total, step):
+        run_pipelines(gated[start : start + step], options)
+        if on_frames is not None:
+            on_frames(min(start + step, total), total)
 
 
 def _gate_all(

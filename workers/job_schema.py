@@ -1,4 +1,4 @@
-"""The job store's tables: jobs, API tokens, encrypted FHIR credentials, and the workers seen.
+"""The job store's tables: jobs, API tokens, encrypted FHIR credentials, the workers seen, progress.
 
 Created with ``metadata.create_all`` (small, additive, no migrations yet): a table added here
 appears in an existing database at the next start; a column added to an existing table would not.
@@ -66,4 +66,16 @@ workers = Table(
     Column("queues", String(200), nullable=False),
     Column("started_at", Float, nullable=False),
     Column("last_seen", Float, nullable=False),
+)
+
+# How far a running video or series job has got (``workers.progress``): a display aid for the
+# clinician's progress line and the jobs API, never state a job's outcome depends on.
+job_progress = Table(
+    "photomarker_job_progress",
+    metadata,
+    Column("job_id", String(32), primary_key=True),
+    Column("done", Integer, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("unit", String(16), nullable=False),  # "frame" (a video) or "photo" (a series)
+    Column("updated_at", Float, nullable=False),
 )

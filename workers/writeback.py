@@ -90,6 +90,30 @@ def series_patient(photos: Sequence[Photo]) -> str | None:
     return next(iter(subjects), None)
 
 
+def check_one_body_site(photos: Sequence[Photo]) -> None:
+    """Photos of one lesion show one body site: two that state different sites are no series.
+
+    Sites are compared by code where both photos are coded, else by the sender's words; a photo
+    that states no site takes the others'.
+    """
+    stated = [photo for photo in photos if photo.body_site or photo.body_site_text]
+    for photo in stated[1:]:
+        first = stated[0]
+        codes = ({(c.system, c.code) for c in first.body_site}, {(c.system, c.code) for c in photo.body_site})
+        words = ((first.body_site_text or "").strip().lower(), (photo.body_site_text or "").strip().lower())
+        if (all(codes) and not codes[0] & codes[1]) or (all(words) and words[0] != words[1]):
+            raise InvalidSeries(
+                f"The photos of a series must show one lesion on one body site; they state "
+                f"{_site_words(first)} and {_site_words(photo)}."
+            )
+
+
+def _site_words(photo: Photo) -> str:
+    if photo.body_site_text:
+        return f'"{photo.body_site_text.strip()}"'
+    return f'"{photo.body_site[0].display or photo.body_site[0].code}"'
+
+
 def series_bundle(
     photos: Sequence[Photo],
     datas: Sequence[bytes],

@@ -41,10 +41,11 @@ from models.errors import (
     UnsupportedContentType,
 )
 from models.intake import IntakeLimits, check_declared_pixels
-from models.video import VideoLimits, check_video_header, is_video_type, looks_like_video
+from models.video_container import VideoLimits, check_video_header, is_video_type, looks_like_video
 from plugin.api.tokens import ApiTokens
 from workers.celery_app import Services, celery_for, enqueue, queue_for, services
 from workers.jobs import Job, NewJob, job_audit_record
+from workers.progress import Progress, ProgressBoard
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,8 @@ def show_job(job_id: str) -> Response:
     # Another client's job is "not found" too: its existence is none of this client's business.
     if job is None or job.requested_by != f"api-token:{client}":
         raise NotFound("no such job")
-    return jsonify(job_json(job))
+    progress = ProgressBoard(services().jobs.engine).get(job.id) if job.status == "running" else None
+    return jsonify(job_json(job, progress))
 
 
 @api_v1.get("/openapi.json")
@@ -162,8 +164,8 @@ def authenticate() -> str:
     return name
 
 
-def job_json(job: Job) -> dict[str, Any]:
-    """A job as the API shows it."""
+def job_json(job: Job, progress: Progress | None = None) -> dict[str, Any]:
+    """A job as the API shows it (with a running video's or series' ``progress`` when given)."""
     shown: dict[str, Any] = {
         "id": job.id,
         "status": job.status,
@@ -176,6 +178,8 @@ def job_json(job: Job) -> dict[str, Any]:
         "finished": _instant(job.finished_at),
         "attempts": job.attempts,
     }
+    if progress is not None and job.status == "running":
+        shown["progress"] = progress.as_json()
     if job.status == "failed":
         shown["error"] = {"code": job.error_code, "message": job.error_message}
     if job.status == "done":

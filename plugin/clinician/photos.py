@@ -1,4 +1,5 @@
-"""The patient's photos as the clinician sees them: listed, checked, shown as metadata-free images.
+"""The patient's photos and videos as the clinician sees them: listed, checked, shown as
+metadata-free images (a video as its poster frame, with its length).
 
 Photos are read from the launch's FHIR server with the clinician's token. Every one goes through
 ``fhir_mappings.inputs`` with the launch patient as the expected subject, so a photo of another
@@ -17,11 +18,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from PIL import Image
+
 from fhir_mappings.codes import AIAST
 from fhir_mappings.inputs import InputContext, photo_from_resource
 from fhir_mappings.photo import Photo
 from models.errors import InvalidRequest, PhotomarkerError, UnsupportedResource
 from models.intake import IntakeLimits, decode_photo
+from models.video import poster_frame
+from models.video_container import VideoLimits, declared_length, is_video_type
 from plugin.clinician.context import ClinicianContext
 from plugin.clinician.wording import photo_label
 from workers.fetch import photo_bytes
@@ -45,10 +50,12 @@ class PhotoCard:
     kind: str | None
     problem: str | None = None  # why it cannot be analysed, when it cannot
     earlier: list[Any] = field(default_factory=list)  # ResultView of earlier analyses
+    video: bool = False
+    length_s: float | None = None  # a video's length, when it states one
 
     @property
     def label(self) -> str:
-        return photo_label(self.taken_at, self.body_site)
+        return photo_label(self.taken_at, self.body_site, noun="Video" if self.video else "Photo")
 
 
 def checked_reference(value: str) -> str:
@@ -64,17 +71,22 @@ def list_photos(context: ClinicianContext, client: FhirClient) -> list[PhotoCard
     for resource_type in PHOTO_TYPES:
         bundle = client.search(resource_type, {"subject": patient, "_count": _SEARCH_COUNT})
         for resource in _entries(bundle, resource_type):
-            if _is_ai_output(resource) or not _has_image(resource):
+            if _is_ai_output(resource) or not _has_picture(resource):
                 continue
             reference = f"{resource_type}/{resource.get('id')}"
             if not PHOTO_REFERENCE.match(reference):
                 continue
             try:
                 photo = read_photo_resource(resource, context)
+                video = is_video_type(photo.content_type)
+                length = video_length(resource, photo, context.settings) if video else None
             except PhotomarkerError as error:
                 cards.append(PhotoCard(reference, None, None, None, problem=f"{error.code}: {error.message}"))
                 continue
-            cards.append(PhotoCard(reference, photo.taken_at, body_site(resource, photo), photo.kind_hint))
+            site = body_site(resource, photo)
+            cards.append(
+                PhotoCard(reference, photo.taken_at, site, photo.kind_hint, video=video, length_s=length)
+            )
     cards.sort(key=lambda card: card.taken_at.timestamp() if card.taken_at else 0.0, reverse=True)
     return cards
 
@@ -92,8 +104,23 @@ def body_site(resource: dict[str, Any], photo: Photo) -> str | None:
 
 
 def label_of(resource: dict[str, Any], photo: Photo) -> str:
-    """ "Photo of 20 Nov 2026 · Left forearm"."""
-    return photo_label(photo.taken_at, body_site(resource, photo))
+    """ "Photo of 20 Nov 2026 · Left forearm" (or "Video of …")."""
+    noun = "Video" if is_video_type(photo.content_type) else "Photo"
+    return photo_label(photo.taken_at, body_site(resource, photo), noun=noun)
+
+
+def video_length(resource: dict[str, Any], photo: Photo, settings: Any) -> float | None:
+    """Seconds: ``Media.duration`` when the sender stated it, else what inline bytes declare.
+
+    A video held in a Binary and stated without a duration is not downloaded just to list it.
+    """
+    stated = resource.get("duration")
+    if isinstance(stated, int | float) and not isinstance(stated, bool) and stated >= 0:
+        return float(stated)
+    if photo.data is None:
+        return None
+    limits = VideoLimits.from_settings(settings)
+    return declared_length(photo.data, limits=limits, declared_content_type=photo.content_type)
 
 
 def read_photo_resource(resource: dict[str, Any], context: ClinicianContext) -> Photo:
@@ -102,6 +129,7 @@ def read_photo_resource(resource: dict[str, Any], context: ClinicianContext) -> 
         fhir_base=context.launch.iss,
         expected_patient=context.patient,
         max_bytes=context.settings.max_photo_bytes,
+        max_video_bytes=context.settings.video_max_bytes,
     )
     return photo_from_resource(resource, ctx)
 
@@ -117,8 +145,18 @@ def fetch_photo(
 
 
 def image_for_browser(photo: Photo, context: ClinicianContext, client: FhirClient | None, size: str) -> bytes:
-    """The photo decoded, made small, and re-encoded as JPEG without any metadata."""
+    """The photo (a video's poster frame) decoded, made small, re-encoded as JPEG without metadata."""
     settings = context.settings
+    if is_video_type(photo.content_type):
+        data = photo_bytes(photo, client, max_bytes=settings.video_max_bytes)
+        long_side = IMAGE_SIZES.get(size, IMAGE_SIZES["thumb"])
+        poster = poster_frame(
+            data,
+            limits=VideoLimits.from_settings(settings),
+            declared_content_type=photo.content_type,
+            min_side=long_side,
+        )
+        return _small_jpeg(poster.image, long_side)
     data = photo_bytes(photo, client, max_bytes=settings.max_photo_bytes)
     return reencode(data, settings, size, declared=photo.content_type)
 
@@ -131,7 +169,11 @@ def reencode(data: bytes, settings: Any, size: str, *, declared: str | None = No
         declared_content_type=declared,
         min_side=long_side,
     )
-    image = decoded.pixels.copy()
+    return _small_jpeg(decoded.pixels, long_side)
+
+
+def _small_jpeg(pixels: Image.Image, long_side: int) -> bytes:
+    image = pixels.copy()
     image.thumbnail((long_side, long_side))
     out = io.BytesIO()
     # A fresh RGB image saved with no exif/icc/xmp arguments: nothing but pixels leaves the server.
@@ -185,12 +227,13 @@ def _is_ai_output(resource: dict[str, Any]) -> bool:
     )
 
 
-def _has_image(resource: dict[str, Any]) -> bool:
+def _has_picture(resource: dict[str, Any]) -> bool:
+    """Every Media; a DocumentReference only with a photo or a video (not a PDF letter)."""
     if resource.get("resourceType") == "Media":
         return True
     return any(
         isinstance(item, dict)
         and isinstance(item.get("attachment"), dict)
-        and str(item["attachment"].get("contentType", "")).lower().startswith("image/")
+        and str(item["attachment"].get("contentType", "")).lower().startswith(("image/", "video/"))
         for item in resource.get("content") or []
     )

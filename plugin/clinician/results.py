@@ -25,6 +25,12 @@ _MODEL = re.compile(r"^AI analysis of a photograph by (.+)$")
 # The builders' own wording of a panel's top classes ("… (probability 0.82)", "Top 3: …"): the page
 # says the same from the components, in its one probability format.
 _PANEL_TEXT = re.compile(r"\(probability \d|^Top \d+:")
+# A video's or series' frame components, and the builders' notes that say the same in a sentence:
+# the page shows them as its own "frames" rows instead (never as a probability bar).
+_FRAME_CODES = frozenset(
+    {"frames-analysed", "frames-rejected", "frame-agreement", "frame-range", "frame-spread"}
+)
+_FRAME_NOTE = re.compile(r"^(From \d+ frames|From a series of|Accumulated over)")
 
 
 @dataclass
@@ -44,6 +50,9 @@ class ResultView:
     interpretation: list[str] = field(default_factory=list)
     flag: str | None = None  # "Low" / "Normal" (v3 interpretation), shown as a word and a symbol
     items: list[tuple[str, str]] = field(default_factory=list)  # sub-scores, interval, checks
+    # A video's or series' result: what it rests on ("Frames analysed", "9 of 10"), how steady it was.
+    frames: list[tuple[str, str]] = field(default_factory=list)
+    frame_unit: str = "frames"  # or "photos", for a series
     bars: list[Bar] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     model: str | None = None
@@ -141,6 +150,8 @@ def result_view(observation: dict[str, Any], *, link: str | None = None) -> Resu
     ]
     view.reference_only = any(codes.REFERENCE_ONLY_TEXT in note for note in notes)
     view.notes = [note for note in notes if codes.REFERENCE_ONLY_TEXT not in note]
+    if any(note.startswith("From a series of") for note in notes):
+        view.frame_unit = "photos"
     method = _text(observation.get("method"))
     model = _MODEL.match(method or "")
     view.model = model.group(1) if model else method
@@ -170,6 +181,8 @@ def result_view(observation: dict[str, Any], *, link: str | None = None) -> Resu
     for component in observation.get("component") or []:
         if isinstance(component, dict):
             _component(component, view)
+    if view.frames:
+        view.notes = [note for note in view.notes if not _FRAME_NOTE.match(note)]
     top = view.top
     if top is not None and not view.abstained:
         view.interpretation = [text for text in view.interpretation if not _PANEL_TEXT.search(text)]
@@ -197,6 +210,10 @@ def _value(observation: dict[str, Any], view: ResultView) -> None:
 
 
 def _component(component: dict[str, Any], view: ResultView) -> None:
+    code = photomarker_code(component)
+    if code in _FRAME_CODES:
+        _frame_component(str(code), component, view)
+        return
     label = _text(component.get("code")) or "Component"
     quantity = component.get("valueQuantity")
     if view.code != "photo-quality" and isinstance(quantity, dict) and quantity.get("code") == "1":
@@ -219,6 +236,29 @@ def _component(component: dict[str, Any], view: ResultView) -> None:
     elif isinstance(quantity, dict):
         verdict = "; ".join(filter(None, (_text(i) for i in component.get("interpretation") or [])))
         view.items.append((label, _quantity(quantity) + (f" — {verdict}" if verdict else "")))
+
+
+def _frame_component(code: str, component: dict[str, Any], view: ResultView) -> None:
+    unit = view.frame_unit
+    quantity = component.get("valueQuantity")
+    value = quantity.get("value") if isinstance(quantity, dict) else component.get("valueInteger")
+    if code == "frames-analysed" and isinstance(value, int):
+        view.frames.append((f"{unit.capitalize()} analysed", str(value)))
+    elif code == "frames-rejected" and isinstance(value, int):
+        view.frames.append((f"{unit.capitalize()} dropped by the quality gate", str(value)))
+    elif code == "frame-agreement" and isinstance(value, int | float):
+        # A share of frames counted, not a probability: 100 % is what it says.
+        share = f"{round(float(value) * 100)}\u00a0%"
+        view.frames.append(("Agreement", f"{share} of the {unit} agree with this result"))
+    elif code == "frame-range" and isinstance(component.get("valueRange"), dict):
+        measure = _text(component.get("code")) or f"value over the {unit}"
+        low, high = (component["valueRange"].get(end, {}).get("value") for end in ("low", "high"))
+        if isinstance(low, int | float) and isinstance(high, int | float):
+            probability = measure.startswith("probability")
+            shown = f"{percent(low)} to {percent(high)}" if probability else f"{low:g}–{high:g}"
+            view.frames.append((f"Range of the {measure}", shown))
+    elif code == "frame-spread" and isinstance(value, int | float):
+        view.frames.append((f"Spread over the {unit} (interquartile range)", f"{value:g}"))
 
 
 def _heatmap(observation: dict[str, Any]) -> str | None:

@@ -16,7 +16,6 @@ import json
 import logging
 import re
 import secrets
-import time
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, redirect, render_template, request, url_for
@@ -34,19 +33,20 @@ from models.errors import (
 )
 from plugin.clinician import photos as photo_io
 from plugin.clinician import record
-from plugin.clinician.analysis import submit_job
+from plugin.clinician.analysis import MAX_PHOTOS_PER_RUN, start_run
 from plugin.clinician.charts import bar_svg
 from plugin.clinician.context import ClinicianContext, load_context
 from plugin.clinician.headers import page_headers
 from plugin.clinician.pages import error_page
 from plugin.clinician.results import ResultView, result_view, sort_key
 from plugin.clinician.style import style_css
-from plugin.clinician.wording import day, percent
+from plugin.clinician.wording import clip_length, clip_words, day, percent
 from plugin.smart import session
 from plugin.smart.store import Launch, Run
 from workers.celery_app import services
 from workers.fhir_client import FhirClient
 from workers.jobs import Job
+from workers.progress import Progress, ProgressBoard
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,7 @@ clinician = Blueprint(
     static_url_path="/static",
 )
 
-# Most photos one click may analyse, and most runs a launch remembers.
-MAX_PHOTOS_PER_RUN = 20
+# Most runs a launch remembers.
 MAX_RUNS = 30
 _RUN_ID = re.compile(r"^[A-Za-z0-9_\-]{8,32}$")
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -103,6 +102,8 @@ def _helpers() -> dict[str, Any]:
         "status_word": lambda status: _STATUS_WORDS.get(status, status),
         "reference_only_text": codes.REFERENCE_ONLY_TEXT,
         "percent": percent,
+        "clip_length": clip_length,
+        "clip_words": clip_words,
         "day": day,
         "bar_svg": bar_svg,
     }
@@ -180,6 +181,7 @@ def patient_view(launch_id: str) -> tuple[str, int]:
         cards=cards,
         trends=record.trends(earlier),
         max_photos=MAX_PHOTOS_PER_RUN,
+        series_max=context.settings.series_max_photos,
         # Everything on this page that came from a model: the cards' earlier results and the trends.
         reference_on_page=any(view.reference_only for view in earlier),
     ), 200
@@ -224,26 +226,9 @@ def analyse(launch_id: str) -> BaseResponse:
     only = request.form.get("only")
     chosen = [only] if only else request.form.getlist("photo")
     references = list(dict.fromkeys(photo_io.checked_reference(ref) for ref in chosen))
-    if not references:
-        raise InvalidRequest("choose at least one photo to analyse")
-    if len(references) > MAX_PHOTOS_PER_RUN:
-        raise InvalidRequest(f"choose at most {MAX_PHOTOS_PER_RUN} photos at a time")
-    client = _fhir()
-    # Every photo is checked (the launch patient's, readable) before any job exists.
-    checked = [(ref, *photo_io.fetch_photo(ref, context, client)) for ref in references]
-    saved = context.can_save
-    jobs = [
-        submit_job(context, client, ref, resource, photo, saved=saved, source_ip=request.remote_addr)
-        for ref, resource, photo in checked
-    ]
+    as_series = not only and request.form.get("together") == "series"
+    run = start_run(context, _fhir(), references, as_series=as_series, source_ip=request.remote_addr)
     run_id = secrets.token_urlsafe(12)
-    run = Run(
-        jobs=[job.id for job in jobs],
-        photos=references,
-        saved=saved,
-        created_at=time.time(),
-        labels=[photo_io.label_of(resource, photo) for _, resource, photo in checked],
-    )
 
     def remember(launch: Launch) -> None:
         launch.runs[run_id] = run
@@ -285,8 +270,10 @@ def run_status(launch_id: str, run_id: str) -> Response:
         }
         for index, job_id in enumerate(run.jobs)
     ]
+    board = ProgressBoard(services().jobs.engine)
     for item in shown:
-        item["label"] = _STATUS_WORDS.get(str(item["status"]), str(item["status"]))
+        running = item["status"] == "running"
+        item["label"] = _status_line(str(item["status"]), board.get(str(item["id"])) if running else None)
     finished = all(item["status"] in ("done", "failed") for item in shown)
     return jsonify({"finished": finished, "jobs": shown})
 
@@ -296,14 +283,18 @@ def run_view(launch_id: str, run_id: str) -> tuple[str, int]:
     context = _context()
     run = _run(context, run_id)
     jobs = _run_jobs(context, run_id)
+    board = ProgressBoard(services().jobs.engine)
     panels = []
     for index, (job_id, photo) in enumerate(zip(run.jobs, run.photos, strict=True)):
         job = jobs.get(job_id)
+        status = job.status if job is not None else "failed"
         panel: dict[str, Any] = {
             "job_id": job_id,
             "photo": photo,
+            "members": run.members.get(job_id, []),
             "label": run.label(index),
             "job": job,
+            "status_line": _status_line(status, board.get(job_id) if status == "running" else None),
             "results": [],
         }
         if job is not None and job.status == "done":
@@ -319,6 +310,12 @@ def run_view(launch_id: str, run_id: str) -> tuple[str, int]:
         finished=finished,
         reference_on_page=any(item["view"].reference_only for p in panels for item in p["results"]),
     ), 200
+
+
+def _status_line(status: str, progress: Progress | None) -> str:
+    """ "Analysing — frame 8 of 24" while a video's frames (or a series' photos) are counted."""
+    word = _STATUS_WORDS.get(status, status)
+    return f"{word} — {progress.words()}" if progress is not None else word
 
 
 def _job_results(context: ClinicianContext, run_id: str, job: Job, *, saved: bool) -> list[dict[str, Any]]:

@@ -33,8 +33,32 @@ def day(when: date | datetime | None) -> str | None:
     return f"{shown.day} {shown:%b %Y}"
 
 
-def photo_label(taken_at: datetime | None, body_site: str | None) -> str:
-    """ "Photo of 20 Nov 2026 · Left forearm"; whichever part is unknown says so."""
+def photo_label(taken_at: datetime | None, body_site: str | None, *, noun: str = "Photo") -> str:
+    """ "Photo of 20 Nov 2026 · Left forearm" (or "Video of …"); whichever part is unknown says so."""
     when = day(taken_at)
-    first = f"Photo of {when}" if when else "Photo (date not recorded)"
+    first = f"{noun} of {when}" if when else f"{noun} (date not recorded)"
     return f"{first} · {body_site}" if body_site else first
+
+
+def series_label(count: int, first_label: str) -> str:
+    """ "Series of 3 photos · Photo of 20 Nov 2026 · Left forearm": what one series analysis names."""
+    return f"Series of {count} photos · {first_label}"
+
+
+def clip_length(seconds: float | None) -> str:
+    """A video's length as a phone shows it: "0:08", "1:05"; "length not stated" when unknown."""
+    if seconds is None:
+        return "length not stated"
+    whole = max(1, round(seconds))  # a clip under half a second still shows as a clip
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+def clip_words(seconds: float | None) -> str:
+    """The same length in words for the caption and screen readers: "8 s", "1 min 5 s"."""
+    if seconds is None:
+        return "length not stated"
+    whole = max(1, round(seconds))
+    minutes, rest = divmod(whole, 60)
+    if not minutes:
+        return f"{rest}{_NBSP}s"
+    return f"{minutes}{_NBSP}min {rest}{_NBSP}s" if rest else f"{minutes}{_NBSP}min"

@@ -64,6 +64,8 @@ class Run:
     created_at: float
     # "Photo of 20 Nov 2026 · Left forearm" per photo, as read when Analyse was clicked.
     labels: list[str] = field(default_factory=list)
+    # A series job → the photos it analyses as one lesion (its ``photos`` entry is the first).
+    members: dict[str, list[str]] = field(default_factory=dict)
 
     def label(self, index: int) -> str:
         return self.labels[index] if index < len(self.labels) else self.photos[index]

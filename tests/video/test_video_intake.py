@@ -19,7 +19,8 @@ from models.errors import (
     VideoTooLarge,
     VideoTooLong,
 )
-from models.video import VideoLimits, decode_video, looks_like_video
+from models.video import decode_video
+from models.video_container import VideoLimits, looks_like_video
 from models.video_copy import picture_only_copy
 from tests.video.clips import encode, no_frames, skin_frames, sound_only
 

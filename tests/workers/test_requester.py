@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.batching import requester_of
+from workers.job_resources import requester_of
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ from workers.celery_app import Services
 from workers.inbox.intake import send_inbox_job
 from workers.inbox.runtime import INBOX_AGENT, InboxRuntime, inbox_record
 from workers.inbox.store import InboxPhoto
+from workers.job_resources import written_references
 from workers.jobs import Job, NewJob, job_audit_record
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,6 @@ def _follow_up(svc: Services, runtime: InboxRuntime, celery_app: Celery, row: In
 
 
 def _retake_if_needed(svc: Services, runtime: InboxRuntime, job: Job) -> str:
-    from workers.batching import written_references  # here: it imports the models (torch)
-
     canonical = svc.settings.canonical
     kind = svc.settings.inbox_retake_resource
     if kind == "none" or job.reference is None:
