@@ -338,7 +338,7 @@ def cross_validate(
             logits[:, :, test_t] = tta_logits(members, x01[test_t])
             gaussian = feature_gaussian(members, x01[train_t], labels[train_t], layer)
             ood[test] = ood_scores(members, x01[test_t], gaussian, layer).numpy()
-            _save_fold(config, k, test, logits[:, :, test_t], ood[test])
+            _save_fold(config, k, test, logits[:, :, test_t], ood[test], members)
         fold[test] = k
         held = torch.softmax(logits[:, views][:, :, test_t], -1).mean((0, 1))[:, : len(MALIGNANT)].sum(1)
         fold_auroc = auroc((labels[test_t] < len(MALIGNANT)).double().numpy(), held.double().numpy())
@@ -374,14 +374,31 @@ def _load_fold(config: TumourTrainingConfig, k: int, test: np.ndarray) -> tuple[
 
 
 def _save_fold(
-    config: TumourTrainingConfig, k: int, test: np.ndarray, logits: Tensor, ood: np.ndarray
+    config: TumourTrainingConfig,
+    k: int,
+    test: np.ndarray,
+    logits: Tensor,
+    ood: np.ndarray,
+    members: list[nn.Module],
 ) -> None:
+    """The fold's held-out outputs, and its members' weights (float16) for held-out studies that
+    need the fold's own model on new inputs (``bench/steadiness.py --folds``)."""
     path = _fold_file(config, k)
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".tmp")
-    torch.save({"test": torch.from_numpy(test), "logits": logits, "ood": torch.from_numpy(ood)}, partial)
+    weights = [
+        {name: t.detach().half() if t.is_floating_point() else t for name, t in m.state_dict().items()}
+        for m in members
+    ]
+    saved = {
+        "test": torch.from_numpy(test),
+        "logits": logits,
+        "ood": torch.from_numpy(ood),
+        "members": weights,
+    }
+    torch.save(saved, partial)
     partial.replace(path)  # a killed run never leaves half a checkpoint
 
 
