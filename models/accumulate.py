@@ -298,7 +298,7 @@ def _abstention(
 ) -> Abstention | None:
     used = steadiness.frames_used
     if used < policy.min_frames:
-        return Abstention(f"only {used} frame(s) gave a result; {policy.min_frames} are needed")
+        return Abstention(f"only {used} frame(s) gave a result, {policy.min_frames} are needed")
     if steadiness.agreement < policy.min_agreement:
         return Abstention(
             f"the frames disagree: {steadiness.agreement:.0%} agree with the accumulated verdict, "

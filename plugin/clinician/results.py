@@ -30,6 +30,9 @@ _PANEL_TEXT = re.compile(r"\(probability \d|^Top \d+:")
 _FRAME_CODES = frozenset(
     {"frames-analysed", "frames-rejected", "frame-agreement", "frame-range", "frame-spread"}
 )
+# How ``fhir_mappings.observations`` words an abstention, and the threshold inside its reason.
+_ABSTAINED = re.compile(r"^the model abstained \((.*)\)$", re.S)
+_THRESHOLD = re.compile(r" \((threshold [^)]*)\)")
 _FRAME_NOTE = re.compile(r"^(From \d+ frames|From a series of|Accumulated over)")
 
 
@@ -58,7 +61,8 @@ class ResultView:
     model: str | None = None
     reference_only: bool = False
     abstained: bool = False
-    abstention: str | None = None  # the model's own words on why it declined
+    abstention: str | None = None  # why the model declined, in words ("… was trained on.")
+    abstention_figures: str | None = None  # its numbers ("threshold 4.2; spread 0.316"), shown folded
     not_performed: bool = False
     retake: bool = False
     body_site: str | None = None
@@ -161,7 +165,8 @@ def result_view(observation: dict[str, Any], *, link: str | None = None) -> Resu
         if any(isinstance(c, dict) and c.get("code") == "model-abstained" for c in codings):
             # Said once, prominently, with the model's reason; not again as a plain line.
             reason = (shown or "").removeprefix("No conclusion: ")
-            view.abstained, view.abstention = True, (reason[:1].upper() + reason[1:]) or None
+            view.abstained = True
+            view.abstention, view.abstention_figures = abstention_words(reason)
             continue
         if shown:
             view.interpretation.append(shown)
@@ -188,6 +193,20 @@ def result_view(observation: dict[str, Any], *, link: str | None = None) -> Resu
         view.interpretation = [text for text in view.interpretation if not _PANEL_TEXT.search(text)]
         view.interpretation.insert(0, f"Most likely: {top.label} ({percent(top.probability)})")
     return view
+
+
+def abstention_words(reason: str) -> tuple[str | None, str | None]:
+    """The builders' "the model abstained (WHY (threshold T); spread S; …)" → ("The model abstained:
+    WHY.", "threshold T; spread S; …"): the words for the clinician, the numbers for who asks."""
+    inner = _ABSTAINED.match(reason)
+    if inner is None:
+        return (reason[:1].upper() + reason[1:]) or None, None
+    why, *figures = inner.group(1).split("; ")
+    threshold = _THRESHOLD.search(why)
+    if threshold is not None:
+        figures.insert(0, threshold.group(1))
+        why = why[: threshold.start()]
+    return f"The model abstained: {why.rstrip('. ')}.", "; ".join(figures) or None
 
 
 def _value(observation: dict[str, Any], view: ResultView) -> None:

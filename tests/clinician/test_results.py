@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import render_template_string
 
 from fhir_mappings import codes
@@ -34,7 +35,7 @@ from models.results import (
 )
 from plugin.app import create_app
 from plugin.clinician.charts import bar_svg
-from plugin.clinician.results import result_view
+from plugin.clinician.results import abstention_words, result_view
 from plugin.clinician.wording import day, percent
 from plugin.settings import load_settings
 from tests.fhir_validation import sample_context, sample_model, sample_quality
@@ -145,7 +146,7 @@ def test_an_abstained_result_has_no_headline_number(tmp_path: Path) -> None:
         tmp_path, build_hb_observation(estimate, sample_model(), sample_context(patient_facts=facts))
     )
     shown, markup = html.split("\n", 1)
-    assert "No conclusion The model abstained (the photo is unlike the training photos)" in shown
+    assert "No conclusion The model abstained: the photo is unlike the training photos." in shown
     headline = re.search(r'<p class="headline">(.*?)</p>', markup, re.S)
     assert headline is not None and "11.7" not in headline.group(1) and "No conclusion" in headline.group(1)
     # The number is kept (the spread is the point) but only behind "not a result", never as a flag.
@@ -153,6 +154,29 @@ def test_an_abstained_result_has_no_headline_number(tmp_path: Path) -> None:
     assert withheld is not None and "11.7 g/dL" in withheld.group(1)
     assert "11.7" not in markup.replace(withheld.group(0), "")
     assert "Low" not in shown
+
+
+@pytest.mark.parametrize(
+    ("reason", "words", "figures"),
+    [
+        (
+            "the model abstained (the photo is unlike those the model was trained on (threshold 4.2); "
+            "spread 0.316; out-of-distribution score 4.46)",
+            "The model abstained: the photo is unlike those the model was trained on.",
+            "threshold 4.2; spread 0.316; out-of-distribution score 4.46",
+        ),
+        (
+            "the model abstained (only 2 frame(s) gave a result, 3 are needed)",
+            "The model abstained: only 2 frame(s) gave a result, 3 are needed.",
+            None,
+        ),
+        ("something else entirely", "Something else entirely", None),
+    ],
+)
+def test_an_abstention_is_words_for_the_clinician_and_figures_kept_apart(
+    reason: str, words: str, figures: str | None
+) -> None:
+    assert abstention_words(reason) == (words, figures)
 
 
 def test_panel_brief_gives_the_top_class_and_its_probability() -> None:
