@@ -17,11 +17,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import statistics
 import sys
-import time
-from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -29,10 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-from bench.skin import ForwardClock
-from models.errors import PhotomarkerError
-from plugin.settings import load_settings
-from workers.analysis import PhotoRequest, analyse_photos
+from bench.timing import add_options, photo_size, settings_from, show, time_photos
 
 EYELID = Path(__file__).resolve().parent.parent / "examples" / "eyelid.png"
 
@@ -62,81 +55,12 @@ def photos(count: int, size: tuple[int, int]) -> list[bytes]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--photos", type=int, default=12)
-    parser.add_argument("--size", default="4032x3024", help="each photo's WIDTHxHEIGHT in pixels")
-    parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default=None)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument(
-        "--tta-views", type=int, default=None, help="test-time views per photo (default: the setting's)"
-    )
-    parser.add_argument("--json", action="store_true")
+    add_options(parser)
     args = parser.parse_args()
-    overrides: dict[str, object] = {}
-    if args.device:
-        overrides["device"] = args.device
-    if args.threads is not None:
-        overrides["inference_threads"] = args.threads
-    if args.tta_views is not None:
-        if args.tta_views < 1:
-            parser.error("--tta-views is at least 1")
-        overrides["inference_tta_views"] = args.tta_views
-    settings = load_settings().model_copy(update=overrides)
-    width, height = (int(v) for v in args.size.lower().split("x"))
-    data = photos(args.photos, (width, height))
-    clock = ForwardClock(cuda=settings.device == "cuda")
-
-    began = time.perf_counter()
-    (first,) = analyse_photos([PhotoRequest(data[0], "conjunctiva")], settings)
-    first_s = time.perf_counter() - began
-    if isinstance(first, PhotomarkerError):
-        raise SystemExit(f"the benchmark photo was refused: {first.code}")
-    if not first.report.quality.acceptable:
-        raise SystemExit(f"the benchmark photo failed the quality gate: {first.report.quality.failed}")
-
-    clock.attach()
-    single, shares = [], []
-    answering: Counter[str] = Counter()
-    for item in data:
-        clock.seconds = 0.0
-        began = time.perf_counter()
-        (outcome,) = analyse_photos([PhotoRequest(item, "conjunctiva")], settings)
-        seconds = time.perf_counter() - began
-        if isinstance(outcome, PhotomarkerError) or not outcome.report.quality.acceptable:
-            answering["(refused or failed the quality gate: not timed)"] += 1
-            continue
-        single.append(seconds)
-        shares.append(clock.seconds / seconds)
-        answering.update(model.name for model, _ in outcome.report.model_results)
-        answering.update(f"not performed: {item.analysis}" for item in outcome.report.not_performed)
-    began = time.perf_counter()
-    analyse_photos([PhotoRequest(item, "conjunctiva") for item in data], settings)
-    batch_s = time.perf_counter() - began
-
-    if not single:
-        raise SystemExit("no photo passed the quality gate; nothing to time")
-    single.sort()
-    share = statistics.median(shares)
-    figures = {
-        "photos": len(data),
-        "photos_timed": len(single),
-        "photo_pixels": f"{width}x{height}",
-        "photo_jpeg_mb": round(statistics.median(len(d) for d in data) / 1e6, 2),
-        "photos_each_model_answered": dict(answering),
-        "first_photo_s_including_model_load": round(first_s, 3),
-        "per_photo_median_s": round(statistics.median(single), 3),
-        "per_photo_p95_s": round(single[min(len(single) - 1, int(0.95 * len(single)))], 3),
-        "batch_photos_per_s": round(len(data) / batch_s, 2),
-        "forward_share": round(share, 3),
-        "whole_to_forward_ratio": round(1 / share, 2) if share else None,
-        "device": settings.device,
-        "tta_views": settings.inference_tta_views if settings.inference_tta else 1,
-        "heatmaps": settings.inference_heatmaps,
-    }
-    if args.json:
-        print(json.dumps(figures, indent=2))
-        return
-    for key, value in figures.items():
-        print(f"{key:<40} {value}")
+    settings = settings_from(args, parser)
+    size = photo_size(args)
+    figures = time_photos(photos(args.photos, size), "conjunctiva", settings)
+    show({"photo_pixels": "{}x{}".format(*size), **figures}, as_json=args.json)
 
 
 if __name__ == "__main__":
