@@ -12,6 +12,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -245,6 +246,21 @@ class Stack:
         assert len(set(per_photo.values())) == 1, f"photos got different numbers of results: {per_photo}"
         assert len(per_photo) == len(jobs)
 
+    def kill_the_worker_writing(self, media: str, *, timeout: float) -> tuple[str, WorkerProcess]:
+        """Submit ``media``, hold its results' transaction at the proxy until they have reached the
+        FHIR server, SIGKILL the worker waiting for the answer, then let the answer go.
+
+        Returns the job id and the killed worker (still in ``workers``)."""
+        hold = self.proxy.hold_next_transaction()
+        job_id = self.submit({"reference": media})
+        assert hold.landed.wait(timeout), "no worker wrote the results"
+        holder = self.job(job_id).worker
+        assert holder is not None
+        victim = next(w for w in self.workers if holder.endswith(f":{w.pid}"))
+        victim.kill9()
+        hold.release.set()
+        return job_id, victim
+
     def assert_workers_alive(self) -> None:
         dead = [worker for worker in self.workers if not worker.alive]
         logs = "\n".join(f"--- {w.name} ---\n{w.log()[-3000:]}" for w in dead)
@@ -267,14 +283,16 @@ def fhir_proxy(fhir_server: str) -> Iterator[FhirProxy]:
         yield proxy
 
 
-@pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory,
+@contextmanager
+def two_worker_stack(
+    workdir: Path,
     redis_server: RedisServer,
     fhir_proxy: FhirProxy,
     fhir_server: str,
+    overrides: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
-    stack = Stack(tmp_path_factory.mktemp("stack"), redis_server, fhir_proxy, fhir_server)
+    """A ``Stack`` with two workers ready, stopped at the end."""
+    stack = Stack(workdir, redis_server, fhir_proxy, fhir_server, overrides)
     try:
         first, second = stack.start_worker(), stack.start_worker()
         first.wait_ready()
@@ -282,3 +300,14 @@ def stack(
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_server: RedisServer,
+    fhir_proxy: FhirProxy,
+    fhir_server: str,
+) -> Iterator[Stack]:
+    with two_worker_stack(tmp_path_factory.mktemp("stack"), redis_server, fhir_proxy, fhir_server) as stack:
+        yield stack

@@ -13,7 +13,7 @@ import pytest
 
 from plugin.settings import Settings
 from tests.redis_server import RedisServer
-from tests.workers.conftest import Stack
+from tests.workers.conftest import Stack, two_worker_stack
 from tests.workers.fhir_proxy import FhirProxy
 from workers.celery_app import celery_for
 
@@ -36,14 +36,9 @@ def stack(
     # the heartbeat's doing, as in production.
     names = ("job_lease_s", "worker_heartbeat_s", "broker_visibility_timeout_s", "broker_restore_interval_s")
     overrides = {name: str(Settings.model_fields[name].default) for name in names}
-    stack = Stack(tmp_path_factory.mktemp("outages"), redis_server, fhir_proxy, fhir_server, overrides)
-    try:
-        first, second = stack.start_worker(), stack.start_worker()
-        first.wait_ready()
-        second.wait_ready()
+    workdir = tmp_path_factory.mktemp("outages")
+    with two_worker_stack(workdir, redis_server, fhir_proxy, fhir_server, overrides) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def test_the_shipped_lease_and_heartbeat_keep_the_takeover_within_30_s() -> None:
@@ -83,16 +78,9 @@ def test_idle_workers_holding_unacknowledged_retries_outlive_a_redis_outage(stac
 def test_a_killed_workers_batch_is_taken_up_within_30_s_and_written_once(stack: Stack) -> None:
     patient = stack.new_patient()
     (media,) = stack.new_media(patient, range(5000, 5001))
-    hold = stack.proxy.hold_next_transaction()
-    job_id = stack.submit({"reference": media})
-    # The results have reached the FHIR server; the worker is waiting for the answer.
-    assert hold.landed.wait(90), "no worker wrote the results"
-    holder = stack.job(job_id).worker
-    assert holder is not None
-    victim = next(w for w in stack.workers if holder.endswith(f":{w.pid}"))
-    victim.kill9()
+    # Killed once its results have reached the FHIR server, while it waits for the answer.
+    job_id, victim = stack.kill_the_worker_writing(media, timeout=90)
     killed = time.monotonic()
-    hold.release.set()
 
     # No new worker is started: the survivor's heartbeat finds the expired lease and re-sends.
     while (job := stack.job(job_id)).attempts < 2:

@@ -33,17 +33,9 @@ def test_the_fhir_server_answering_503_twice_is_waited_out_and_one_set_is_writte
 def test_a_worker_killed_mid_job_leaves_the_job_to_another_worker_and_one_set_exists(stack: Stack) -> None:
     patient = stack.new_patient()
     (media,) = stack.new_media(patient, range(2000, 2001))
-    hold = stack.proxy.hold_next_transaction()
-
-    job_id = stack.submit({"reference": media})
-    # The results have reached the FHIR server; the worker is waiting for the answer.
-    assert hold.landed.wait(60), "no worker wrote the results"
-    holder = stack.job(job_id).worker
-    assert holder is not None
-    victim = next(w for w in stack.workers if holder.endswith(f":{w.pid}"))
-    victim.kill9()
+    # Killed once its results have reached the FHIR server, while it waits for the answer.
+    job_id, victim = stack.kill_the_worker_writing(media, timeout=60)
     stack.workers.remove(victim)
-    hold.release.set()
     replacement = stack.start_worker()  # for the tests after this one; not needed for recovery
 
     (job,) = stack.wait_finished([job_id], timeout=60)
