@@ -64,6 +64,9 @@ def test_a_video_is_a_poster_with_its_length_and_gives_one_steady_result(
     page.wait_for_function(_ALL_IMAGES_LOADED)
     assert_accessible(page, "patient view with videos")
     _screenshot(page, "clinician-videos.png")
+    page.set_viewport_size({"width": 768, "height": 1024})  # a tablet in portrait: nothing runs off
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.set_viewport_size({"width": 1280, "height": 1000})
 
     video.get_by_role("button", name=re.compile("Analyse this video")).click()
     expect(page.get_by_role("heading", name="Analysis")).to_be_visible()
