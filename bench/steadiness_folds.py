@@ -69,9 +69,9 @@ REPO: Final = Path(__file__).resolve().parent.parent
 DEFAULT_DATA: Final = REPO.parent / "shared" / "data" / "pad-ufes-20" / "labels.csv"
 # Largest difference of any type probability between the fold package on a still and the fold's
 # saved held-out logits (computed with the float32 weights). Packages store float16 weights, which
-# alone move them by a median 0.009, at most 0.046 (fold 0, 40 photos, the training code's own
-# path); another photo's logits differ by a median 0.34.
-CHECK_TOLERANCE: Final = 0.10
+# alone move them by a median 0.009 (fold 0, 40 photos, the training code's own path), at most 0.10
+# over all 1201 stills of the five folds; another photo's logits differ by a median 0.34.
+CHECK_TOLERANCE: Final = 0.15
 CHECKED_STILLS: Final = 5
 FOLD_FILE: Final = re.compile(r"tumour-cv-(?P<key>[0-9a-f]+)-fold(?P<k>\d+)\.pt")
 MALIGNANT_INDEX: Final = [CLASSES.index(c) for c in sorted(MALIGNANT)]
