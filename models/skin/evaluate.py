@@ -36,6 +36,18 @@ from models.skin.findings import BodyPartClassifier
 from models.skin.labels import key_of
 from models.skin.lesions import MIN_LESION_SHARE, LesionExtractor, lesion_regions
 from models.skin.pipeline import SkinAnalysisPipeline, skin_finder
+from models.skin.real_lesions import (
+    CONDITIONS,
+    DETECTION_IOU,
+    EVALUATION_SEED,
+    LESION_SHARE,
+    METRIC_PREFIX,
+    held_out_samples,
+    is_pad_layout,
+    runner_for,
+    score_cases,
+    summarise,
+)
 from models.skin.tasks import TASKS
 
 Progress = Callable[[int, int], None]
@@ -63,6 +75,12 @@ class SkinEvaluation:
     per_fitzpatrick: dict[int, tuple[int, MetricValue]] = field(default_factory=dict)
     breakdown_metric: str = ""
     counts: dict[str, int] = field(default_factory=dict)
+    # What was scored, for the card (empty: held-out generated photos).
+    split: str = ""
+    # Real PAD-UFES-20 lesions (models.skin.real_lesions): its figures sit beside the generated ones.
+    real_lesions: bool = False
+    # How many photos each metric was computed on, where that differs from n.
+    sizes: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -72,6 +90,8 @@ class SkinEvaluation:
             "reference_only": self.reference_only,
             "n": self.n,
         }
+        if self.split:
+            out["split"] = self.split
         for name, value in self.metrics.items():
             out[name] = value.as_dict()["value"]
         out["metrics"] = {name: value.as_dict() for name, value in self.metrics.items()}
@@ -91,6 +111,8 @@ class SkinEvaluation:
                 out[name] = round(value.value, 4)
                 if np.isfinite(value.low) and np.isfinite(value.high):
                     out[f"{name}_low"], out[f"{name}_high"] = round(value.low, 4), round(value.high, 4)
+                if name in self.sizes:
+                    out[f"n_{name}"] = self.sizes[name]
         for fitz, (n, value) in sorted(self.per_fitzpatrick.items()):
             key = f"{self.breakdown_metric}_fitzpatrick_{fitz}"
             if np.isfinite(value.value):
@@ -102,7 +124,10 @@ class SkinEvaluation:
 
     def format_table(self) -> str:
         lines = [f"{'metric':<34} value [95% CI]"]
-        lines += [f"{name:<34} {value.format(3)}" for name, value in self.metrics.items()]
+        lines += [
+            f"{name:<34} {value.format(3)}" + (f"  n={self.sizes[name]}" if name in self.sizes else "")
+            for name, value in self.metrics.items()
+        ]
         if self.per_fitzpatrick:
             lines.append(f"per Fitzpatrick type ({self.breakdown_metric}):")
             lines += [
@@ -147,6 +172,10 @@ def evaluate_skin(
     n_resamples: int = 2000,
     progress: Progress | None = None,
 ) -> SkinEvaluation:
+    if task == "lesion" and is_pad_layout(csv_path):
+        return evaluate_real_lesions(
+            csv_path, options, model_name=model_name, n_resamples=n_resamples, progress=progress
+        )
     spec = TASKS[task]
     rows = rows_for(task, load_rows(csv_path))
     loaded = _load(options, spec.registry_task, model_name)
@@ -219,6 +248,44 @@ def evaluate_skin(
     if task == "tis":
         return _evaluate_tis(rows, results, groups, n_resamples, common)  # type: ignore[arg-type]
     return _evaluate_classes(task, rows, results, manifest.labels, groups, n_resamples, common)  # type: ignore[arg-type]
+
+
+def evaluate_real_lesions(
+    csv_path: Path,
+    options: EngineOptions,
+    *,
+    model_name: str | None = None,
+    n_resamples: int = 2000,
+    progress: Progress | None = None,
+) -> SkinEvaluation:
+    """The lesion extractor on real PAD-UFES-20 lesions (held-out patients), bare and pasted."""
+    samples = held_out_samples(csv_path)
+    runner = runner_for(options, model_name)
+    results = score_cases(samples, runner, seed=EVALUATION_SEED, progress=progress)
+    metrics, sizes, per_fitzpatrick, counts = summarise(results, n_resamples)
+    if counts["cut_outs"] < len(samples):  # black all over: no lesion to find
+        counts["empty_cut_outs"] = len(samples) - counts["cut_outs"]
+    manifest = runner.lesion_model.manifest
+    low, high = LESION_SHARE
+    return SkinEvaluation(
+        task="lesion",
+        model=manifest.name,
+        version=manifest.version,
+        reference_only=manifest.reference_only,
+        n=counts["cut_outs"],
+        metrics=metrics,
+        per_fitzpatrick=per_fitzpatrick,
+        breakdown_metric=f"{METRIC_PREFIX}skin_detection_rate",
+        counts=counts,
+        split=f"real PAD-UFES-20 lesion cut-outs of held-out patients ({counts['patients']} patients), "
+        f"each scored {len(CONDITIONS)} ways: {', '.join(CONDITIONS)} (the cut-out itself; pasted at "
+        f"{low:.0%}–{high:.0%} of the short side into a generated skin photo without lesions; into a "
+        f"generated photo of no skin); detected = a returned lesion with IoU ≥ {DETECTION_IOU} on the "
+        "segmenter's map; growth = it went to the tumour classifier; scored = the skin-tumour analysis "
+        "scored it; bootstrap 95 % CIs resample patients",
+        real_lesions=True,
+        sizes=sizes,
+    )
 
 
 def _evaluate_lesions(

@@ -9,7 +9,7 @@ photo that already is a cut-out is one lesion, the one the sender chose.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 import numpy as np
@@ -43,6 +43,9 @@ class FoundLesion:
     box: Box  # square crop box in photo pixels
     area: float  # share of the photo the region covers
     crop: DecodedPhoto
+    # Where the segmenter marked it, on its own (map-sized) grid; None for a photo cut out on
+    # transparency (the segmenter is not asked). Kept for evaluation: where exactly was it found.
+    region: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 class LesionExtractor:
@@ -106,7 +109,8 @@ class LesionExtractor:
             # classifier's training photos (PAD-UFES-20) show lesions; a rash keeps its
             # surroundings, which its models were trained with.
             alpha = _cut_out(region.mask, (width, height), square) if region.kind == "tumour" else None
-            found.append(FoundLesion(region.kind, square, region.share, _crop(photo, square, alpha)))
+            crop = _crop(photo, square, alpha)
+            found.append(FoundLesion(region.kind, square, region.share, crop, region.mask))
         found.sort(key=lambda lesion: lesion.area, reverse=True)
         return tuple(found[:MAX_LESIONS])
 

@@ -81,6 +81,8 @@ class SkinScene:
     lesions: tuple[PlantedLesion, ...] = field(default_factory=tuple)
     zoom: float = 1.0
     blur: float = 0.0
+    # (S, S) True where skin fills the pixel (nothing on a not-skin photo): where a lesion may go.
+    skin_mask: NDArray[np.bool_] | None = None
 
 
 # --- geometry -------------------------------------------------------------------------------------
@@ -618,6 +620,7 @@ def generate_scene(
         lesions=tuple(lesions),
         zoom=zoom,
         blur=blur,
+        skin_mask=skin > 0.99,
     )
 
 

@@ -30,6 +30,10 @@ class TaskSpec:
     labels: tuple[LabelSpec, ...] = ()  # empty: taken from the manifest's column (diagnosis)
     levels: int | None = None
     dihedral: bool = True
+    params: tuple[tuple[str, str], ...] = ()  # the architecture's parameters (the manifest keeps them)
+    # The ImageNet encoder training starts from (models.engine.pretrained), None: from scratch.
+    pretrained: str | None = None
+    learning_rate: float | None = None  # None: SkinTrainingConfig's
 
 
 LESION_LABELS: Final = (

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final, Literal
 
 import numpy as np
@@ -85,10 +86,13 @@ def train_member(
     *,
     class_weights: Tensor | None = None,
     report: EpochReport | None = None,
+    checkpoint: Path | None = None,
 ) -> nn.Module:
     """Fit one network on uint8 ``images`` (N, 3, S, S).
 
-    ``targets``: (N,) classes, (N, H) ordinal levels or (N, S, S) class masks.
+    ``targets``: (N,) classes, (N, H) ordinal levels or (N, S, S) class masks. With
+    ``checkpoint`` the state is saved after every epoch and a run interrupted is resumed from it
+    (only the same run: seed, data shape and recipe).
     """
     generator = torch.Generator().manual_seed(seed)
     steps_per_epoch = max(1, math.ceil(images.shape[0] / config.batch))
@@ -98,7 +102,18 @@ def train_member(
     views = ALL_TTA_VIEWS if config.dihedral else ("identity", "hflip")
     network.train()
     step = 0
-    for _ in range(config.epochs):
+    first_epoch = 0
+    # The run this checkpoint belongs to: a checkpoint of any other run is never resumed.
+    run = f"{seed}|{images.shape}|{config}"
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if state.get("run") == run:
+            network.load_state_dict(state["network"])
+            optimiser.load_state_dict(state["optimiser"])
+            schedule.load_state_dict(state["schedule"])
+            generator.set_state(state["generator"])
+            first_epoch, step = int(state["epoch"]), int(state["step"])
+    for epoch in range(first_epoch, config.epochs):
         order = torch.randperm(images.shape[0], generator=generator)
         running = 0.0
         for start in range(0, images.shape[0], config.batch):
@@ -117,6 +132,19 @@ def train_member(
             step += 1
         if report is not None:
             report(step, total, running / steps_per_epoch)
+        if checkpoint is not None:
+            state = {
+                "run": run,
+                "network": network.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "schedule": schedule.state_dict(),
+                "generator": generator.get_state(),
+                "epoch": epoch + 1,
+                "step": step,
+            }
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(state, checkpoint.with_suffix(".tmp"))
+            checkpoint.with_suffix(".tmp").replace(checkpoint)
     network.eval()
     return network
 

@@ -12,9 +12,10 @@ replace the validation ones in the manifest and card.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from torch import Tensor, nn
 from models.engine.calibration import fit_temperature, quantile_threshold
 from models.engine.ensemble import aggregate_classifier
 from models.engine.network import ensemble_state_dict
+from models.engine.pretrained import starting_weights
 from models.engine.tta import apply_geometry, invert_geometry
 from models.errors import DatasetError
 from models.evaluation import pearson_r
@@ -40,6 +42,7 @@ from models.manifest import (
     LabelSpec,
     ModelManifest,
     OutputSpec,
+    StartingWeights,
     TrainingData,
     TtaSpec,
     TtaView,
@@ -63,6 +66,7 @@ from models.skin.labels import (
     labels_for_keys,
     load_label_file,
 )
+from models.skin.networks import load_pretrained_encoder
 from models.skin.package import model_card
 from models.skin.tasks import LESION_CROP, TASKS, TaskSpec
 from models.skin.training import (
@@ -155,7 +159,9 @@ def train_task(
     steps: StepReport | None = None,
 ) -> ModelManifest:
     spec = TASKS[task]
-    config = SkinTrainingConfig(**{**config.__dict__, "dihedral": spec.dihedral})
+    config = replace(config, dihedral=spec.dihedral)
+    if spec.learning_rate is not None:
+        config = replace(config, learning_rate=spec.learning_rate)
     began = time.perf_counter()
     data = load_task_data(spec, csv_path, label_file, progress)
     groups = [row.patient_id for row in data.rows]
@@ -172,9 +178,13 @@ def train_task(
         weights = balanced_weights(data.targets[split.train].flatten().numpy(), len(data.labels))
     members: list[nn.Module] = []
     per_member = config.epochs
+    # Each epoch's state, beside the package: a run stopped half-way resumes (removed when done).
+    checkpoints = request.directory.with_name(f".{request.directory.name}.checkpoints")
     for member_index in range(config.members):
         seed = config.seed * 100 + member_index
-        network = member_network(spec.architecture, outputs, {}, seed)
+        network = member_network(spec.architecture, outputs, dict(spec.params), seed)
+        if spec.pretrained is not None:
+            load_pretrained_encoder(network, spec.pretrained)
 
         def report(step: int, total: int, loss: float, offset: int = member_index) -> None:
             if steps is not None:
@@ -191,6 +201,7 @@ def train_task(
                 seed,
                 class_weights=weights,
                 report=report,
+                checkpoint=checkpoints / f"member-{member_index}.pt",
             )
         )
         progress(
@@ -199,6 +210,7 @@ def train_task(
         )
     calibration, abstention, metrics = _calibrate(spec, members, data, split.validation)
     progress(f"validation: {json.dumps({k: round(v, 4) for k, v in metrics.items()})}")
+    starting = starting_weights(spec.pretrained) if spec.pretrained is not None else None
     manifest = _manifest(
         spec,
         request,
@@ -209,12 +221,15 @@ def train_task(
         abstention,
         metrics,
         config.members,
+        starting,
     )
     state = ensemble_state_dict([member.state_dict() for member in members])
     tensors = {key: value.half() if value.is_floating_point() else value for key, value in state.items()}
-    return save_model_package(
+    written = save_model_package(
         request.directory, manifest, tensors, lambda final: model_card(final, spec, config)
     )
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return written
 
 
 @torch.no_grad()  # not inference_mode: the temperature fit differentiates through these outputs
@@ -301,9 +316,20 @@ def _manifest(
     abstention: AbstentionPolicy,
     metrics: dict[str, float],
     members: int,
+    starting: StartingWeights | None = None,
 ) -> ModelManifest:
     reference = data.source == "synthetic"
     label_counts = _label_counts(spec, data)
+    # Real lesions pasted into the generated photos (models.skin.real_lesions): cited, and said.
+    real = data.generated.get("real_lesions") if data.generated else None
+    real_part = real if isinstance(real, dict) else None
+    pasted = (
+        f"; {real_part['pasted']} of them hold a real {real_part['source']} lesion cut-out "
+        f"({real_part['images']} images of {real_part['patients']} patients; held out: "
+        f"{real_part['held_out']}), {real_part['licence']}"
+        if real_part
+        else ""
+    )
     return ModelManifest(
         name=request.name,
         version=request.version,
@@ -320,17 +346,21 @@ def _manifest(
         ),
         architecture=ArchitectureSpec(
             name=spec.architecture,
+            params=dict(spec.params),
             ensemble_size=members,
             cam_layer=spec.cam_layer or "blocks.2",
         ),
         weights=WeightsSpec(sha256=PENDING_SHA256),
+        starting_weights=starting,
         training_data=TrainingData(
             summary=f"{len(data.rows)} photos from {request.data_description} ({label_counts})"
             + (f"; generated with `{data.generated['command']}`" if data.generated else "")
+            + pasted
             + f"; trained with `{request.command}`",
-            source="synthetic" if reference else "real",
+            source=("mixed" if real_part else "synthetic") if reference else "real",
             n_train=n_train,
             n_validation=n_validation,
+            citations=(str(real_part["citation"]),) if real_part else (),
         ),
         evaluation=Evaluation(
             metrics=metrics,
@@ -339,14 +369,27 @@ def _manifest(
             command=request.command,
         ),
         intended_use=(
-            "Reference model for exercising and testing the Photomarker skin pipeline on generated photos. "
-            "Not for clinical use: trained only on generated cartoons of skin disease."
+            "Reference model for exercising and testing the Photomarker skin pipeline on generated photos"
+            + (" and on real lesions pasted into them" if real_part else "")
+            + ". Not for clinical use: trained "
+            + (
+                "mostly on generated cartoons of skin disease"
+                if real_part
+                else "only on generated cartoons of skin disease"
+            )
+            + "."
             if reference
             else f"Research evaluation of {spec.description.lower()} on the site's own photos."
         ),
         limitations=(
-            "Generated photos only; real skin, cameras and diseases look different. Figures measure whether "
-            "the pipeline learns what was planted, not clinical performance."
+            (
+                "Generated photos, with real lesion cut-outs pasted into some; real skin around a lesion, "
+                "cameras, light and rashes look different. Real lesions are scored only as cut-outs pasted "
+                "into generated photos, never in whole real photos."
+                if real_part
+                else "Generated photos only; real skin, cameras and diseases look different. Figures measure "
+                "whether the pipeline learns what was planted, not clinical performance."
+            )
             if reference
             else ""
         ),

@@ -1,0 +1,650 @@
+"""Real lesions for the lesion extractor: PAD-UFES-20 cut-outs, bare and pasted into generated scenes.
+
+PAD-UFES-20 ships here as lesion cut-outs: one real lesion photographed with a phone, everything
+around it set to black (``../shared/data/pad-ufes-20/README.md``). Each cut-out is scored three ways:
+
+- **bare**: the cut-out itself, the lesion on black, as a photo (a JPEG has no transparency, so
+  the segmenter sees it — unlike a PNG cut out on transparency, which skips it);
+- **skin**: the lesion pasted into a generated skin photo (``generate_scene`` with no lesion of
+  its own), its longest side 5–40 % of the photo's short side, its centre on skin;
+- **background**: the same into a generated photo of no skin at all (a table, fabric, a wall).
+
+A lesion counts as **detected** when one lesion the extractor returns (a region the pipeline
+would crop) overlaps the pasted lesion with IoU ≥ 0.3 on the segmenter's map; **as a growth**
+when that region's kind is "tumour" (only growths go to the tumour classifier); **scored** when
+the skin-tumour analysis, run as the worker runs it (body part → lesions → tumour classifier),
+returned a tumour assessment with that lesion among its crops. Every other region found in the
+photo is a false finding (the generated scenes hold no lesion of their own).
+
+Patients are split once, by a hash of ``patient_id``: a quarter, plus the patients of the
+repository's test subset (``tests/data/pad-ufes-20``), are **held out**; only the rest may be
+pasted into training photos (:func:`write_pasted_set`), and the evaluation scores held-out
+patients only, so its figures are on lesions the extractor never saw.
+
+Run as a module to write the training set::
+
+    python -m models.skin.real_lesions --pad ../shared/data/pad-ufes-20/labels.csv \
+        --out build/skin-lesion-pad --count 3000 --pasted 2000 --seed 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Final, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, ImageDraw, ImageFilter
+
+from models.engine.options import EngineOptions
+from models.errors import DatasetError, ModelNotInstalled
+from models.evaluation import MetricValue, bootstrap
+from models.intake import DecodedPhoto, IntakeLimits, decode_photo
+from models.model_stages import execution_for
+from models.registry import LoadedModel, registry_for
+from models.results import TumourAssessment
+from models.skin.crops import CropModel
+from models.skin.dataset import COLUMNS, GENERATED_MARKER, MASK_TUMOUR, components, write_generated_set
+from models.skin.findings import BodyPartClassifier, SkinFinder
+from models.skin.labels import BODY_PART_KEYS, NOT_SKIN
+from models.skin.lesions import FoundLesion, LesionExtractor
+from models.skin.pipeline import BODY_PART_TASK, SkinAnalysisPipeline
+from models.skin.synthetic import TUMOUR, SkinScene, generate_scene
+from models.tumour.dataset import TumourSample, load_samples
+
+Condition = Literal["bare", "skin", "background"]
+CONDITIONS: Final[tuple[Condition, ...]] = ("bare", "skin", "background")
+PAD_CITATION: Final = (
+    "Pacheco A.G.C. et al., PAD-UFES-20: a skin lesion dataset composed of patient data and clinical "
+    "images collected from smartphones, Data in Brief 32:106221 (2020); Mendeley Data, DOI "
+    "10.17632/zr7vgbcyr2.1; CC BY 4.0 (modified: lesion cut-outs, pasted into generated photos)"
+)
+PAD_LICENCE: Final = "CC BY 4.0"
+# Every metric of this evaluation starts so: it lives beside the generated figures in a manifest.
+METRIC_PREFIX: Final = "pad_"
+SCENE_SIZE: Final = 512
+# The pasted lesion's longest side as a share of the photo's short side.
+LESION_SHARE: Final = (0.05, 0.40)
+DETECTION_IOU: Final = 0.3
+# Scenes and placements of the evaluation (each image's own stream, see _case_rng).
+EVALUATION_SEED: Final = 0
+# A cut-out's lesion: pixels brighter than this on their brightest channel (the surround is black,
+# give or take JPEG ringing).
+_BLACK: Final = 30
+# Held out: sha256(patient_id) % 4 == 0, and the patients of the repository's test subset
+# (tests/data/pad-ufes-20), so tests and the subset's figures are on patients never trained on.
+HELD_OUT_BUCKETS: Final = 4
+TEST_SUBSET_PATIENTS: Final = frozenset(
+    {
+        "PAT_104",
+        "PAT_106",
+        "PAT_107",
+        "PAT_109",
+        "PAT_113",
+        "PAT_115",
+        "PAT_118",
+        "PAT_120",
+        "PAT_126",
+        "PAT_131",
+        "PAT_150",
+        "PAT_155",
+        "PAT_163",
+        "PAT_164",
+        "PAT_166",
+        "PAT_173",
+        "PAT_176",
+        "PAT_194",
+        "PAT_201",
+        "PAT_220",
+        "PAT_233",
+        "PAT_270",
+        "PAT_29",
+        "PAT_345",
+        "PAT_61",
+    }
+)
+Progress = Callable[[int, int], None]
+
+
+def held_out(patient_id: str) -> bool:
+    """Whether this PAD-UFES-20 patient is kept out of every lesion-extractor training set."""
+    if patient_id in TEST_SUBSET_PATIENTS:
+        return True
+    return int(hashlib.sha256(patient_id.encode()).hexdigest(), 16) % HELD_OUT_BUCKETS == 0
+
+
+def is_pad_layout(csv_path: Path) -> bool:
+    """A CSV in PAD-UFES-20's layout (``file``, ``img_id``, ``diagnostic``, ``patient_id``)."""
+    try:
+        with csv_path.open(newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError):
+        return False
+    return {"file", "img_id", "diagnostic", "patient_id"} <= set(header) and "image" not in header
+
+
+# --- cut-outs and pasting -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class CutOut:
+    """One lesion from a cut-out file: the whole file's pixels, and the lesion's mask in them."""
+
+    pixels: NDArray[np.uint8]  # (H, W, 3) the file as it is
+    mask: NDArray[np.bool_]  # (H, W) the lesion
+
+    def tight(self) -> tuple[NDArray[np.uint8], NDArray[np.bool_]]:
+        """The lesion's bounding box: its pixels and mask."""
+        rows, cols = np.nonzero(self.mask)
+        box = slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1)
+        return self.pixels[box], self.mask[box]
+
+
+class EmptyCutOut(DatasetError):
+    """A cut-out file that is black all over: there is no lesion to paste or find."""
+
+
+def load_cut_out(path: Path) -> CutOut:
+    """The lesion of a cut-out on black: its largest bright region, holes (dark spots) filled."""
+    try:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB")
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"cannot read image {path.name}: {type(exc).__name__}") from None
+    pixels = np.asarray(rgb)
+    bright = Image.fromarray(((pixels.max(axis=2) > _BLACK) * 255).astype(np.uint8))
+    # Opening drops JPEG specks on the black; flooding the black from outside fills dark spots.
+    opened = bright.filter(ImageFilter.MinFilter(3)).filter(ImageFilter.MaxFilter(3))
+    framed = Image.new("L", (opened.width + 2, opened.height + 2), 0)
+    framed.paste(opened, (1, 1))
+    ImageDraw.floodfill(framed, (0, 0), 128)
+    filled = np.asarray(framed)[1:-1, 1:-1] != 128
+    if not filled.any():
+        raise EmptyCutOut(f"{path.name}: no lesion on the black surround")
+    # The largest region, found on a small copy (labelling 512² pixels is slow without SciPy).
+    small = 128
+    reduced = np.asarray(Image.fromarray(filled.astype(np.uint8) * 255).resize((small, small))) >= 128
+    labels, count = components(reduced)
+    if count > 1:
+        largest = labels == int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
+        keep = Image.fromarray(largest.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(5))
+        filled &= np.asarray(keep.resize(rgb.size, Image.Resampling.NEAREST)) > 0
+    return CutOut(pixels, filled)
+
+
+def paste(
+    scene: NDArray[np.uint8],
+    cut: CutOut,
+    rng: np.random.Generator,
+    where: NDArray[np.bool_] | None = None,
+    share: tuple[float, float] = LESION_SHARE,
+) -> tuple[NDArray[np.uint8], NDArray[np.bool_]]:
+    """``cut``'s lesion into ``scene`` at a random scale and place; returns the photo and its mask.
+
+    Its longest side is ``share`` (uniform) of the scene's short side; its centre lies on a
+    ``where`` pixel (anywhere when None or empty), the lesion wholly inside the photo. The edge is
+    feathered over ~2 % of the lesion's side, as a real lesion's border is never a cut.
+    """
+    height, width = scene.shape[:2]
+    lesion, mask = cut.tight()
+    side = rng.uniform(*share) * min(height, width)
+    scale = side / max(lesion.shape[:2])
+    w = int(np.clip(round(lesion.shape[1] * scale), 2, width))
+    h = int(np.clip(round(lesion.shape[0] * scale), 2, height))
+    # The cut-out's own edge is dark (JPEG ringing into the black): trim it, and resize with the
+    # colour weighted by the mask so no black bleeds into the lesion's border.
+    trimmed = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).filter(ImageFilter.MinFilter(3)))
+    weight = (trimmed if trimmed.any() else mask.astype(np.uint8) * 255).astype(np.float32) / 255
+    premultiplied = np.concatenate([lesion.astype(np.float32) * weight[..., None], weight[..., None]], axis=2)
+    resized = np.stack(
+        [
+            np.asarray(Image.fromarray(premultiplied[..., c]).resize((w, h), Image.Resampling.BILINEAR))
+            for c in range(4)
+        ],
+        axis=2,
+    )
+    coverage = np.clip(resized[..., 3], 0, 1)
+    pixels = resized[..., :3] / np.maximum(coverage, 1e-3)[..., None]
+    feather = max(0.5, 0.02 * max(w, h))
+    blurred = Image.fromarray(np.rint(coverage * 255).astype(np.uint8)).filter(
+        ImageFilter.GaussianBlur(feather)
+    )
+    alpha = np.minimum(np.asarray(blurred, dtype=np.float32) / 255, coverage * 2)  # no halo outside
+    # Allowed centres: lesion wholly inside, on ``where`` when it has any such pixel.
+    allowed = np.zeros((height, width), dtype=bool)
+    allowed[h // 2 : height - (h - h // 2) + 1, w // 2 : width - (w - w // 2) + 1] = True
+    if where is not None and (allowed & where).any():
+        allowed &= where
+    ys, xs = np.nonzero(allowed)
+    pick = int(rng.integers(len(ys)))
+    top, left = int(ys[pick]) - h // 2, int(xs[pick]) - w // 2
+    out = scene.astype(np.float32)
+    window = out[top : top + h, left : left + w]
+    window *= 1 - alpha[..., None]
+    window += alpha[..., None] * pixels
+    truth = np.zeros((height, width), dtype=bool)
+    truth[top : top + h, left : left + w] = coverage >= 0.5
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8), truth
+
+
+@dataclass(frozen=True, eq=False)
+class RealCase:
+    """One photo made from one PAD-UFES-20 lesion, and where the lesion is in it."""
+
+    sample: TumourSample
+    condition: Condition
+    pixels: NDArray[np.uint8]
+    truth: NDArray[np.bool_]
+    share: float  # the lesion's longest side / the photo's short side
+
+
+def _case_rng(seed: int, sample: TumourSample, condition: Condition) -> np.random.Generator:
+    """The same image gets the same scene and placement in whichever subset it is scored."""
+    name = f"{sample.img_id or sample.path.name}|{condition}"
+    key = int(hashlib.sha256(name.encode()).hexdigest()[:12], 16)
+    return np.random.default_rng([seed, key])
+
+
+def case_scene(
+    sample: TumourSample, condition: Condition, seed: int
+) -> tuple[SkinScene, np.random.Generator]:
+    """The generated photo a pasted condition starts from, and the stream that then places the lesion."""
+    rng = _case_rng(seed, sample, condition)
+    parts = [part for part in BODY_PART_KEYS if part != NOT_SKIN]
+    part = NOT_SKIN if condition == "background" else parts[int(rng.integers(len(parts)))]
+    return generate_scene(rng, size=SCENE_SIZE, body_part=part, condition=None), rng
+
+
+def make_case(sample: TumourSample, condition: Condition, seed: int, cut: CutOut | None = None) -> RealCase:
+    """The photo for one condition: the bare cut-out, or the lesion pasted into a generated scene."""
+    cut = cut or load_cut_out(sample.path)
+    if condition == "bare":
+        rows, cols = np.nonzero(cut.mask)
+        extent = max(rows.max() - rows.min(), cols.max() - cols.min()) + 1
+        return RealCase(sample, condition, cut.pixels, cut.mask, extent / min(cut.mask.shape))
+    scene, rng = case_scene(sample, condition, seed)
+    where = scene.skin_mask if condition == "skin" else None
+    pixels, truth = paste(scene.image, cut, rng, where)
+    rows, cols = np.nonzero(truth)
+    extent = max(rows.max() - rows.min(), cols.max() - cols.min()) + 1
+    return RealCase(sample, condition, pixels, truth, extent / SCENE_SIZE)
+
+
+def as_photo(pixels: NDArray[np.uint8], quality: int = 92) -> DecodedPhoto:
+    """The pixels as a phone would send them (a JPEG), through the service's own intake."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
+    return decode_photo(buffer.getvalue(), limits=IntakeLimits())
+
+
+# --- matching what was found with what was pasted --------------------------------------------------
+
+
+def on_map(truth: NDArray[np.bool_], size: int) -> NDArray[np.bool_]:
+    """A photo-sized mask on the segmenter's (size × size) map: pixels at least half covered."""
+    coverage = np.asarray(
+        Image.fromarray(truth.astype(np.uint8) * 255).resize((size, size), Image.Resampling.BOX)
+    )
+    small = coverage >= 128
+    if not small.any():  # smaller than a map pixel: its best-covered pixel
+        small = coverage == coverage.max()
+    return small
+
+
+@dataclass(frozen=True)
+class Match:
+    """The found lesion that best overlaps the pasted one (by IoU on the map), and the others."""
+
+    iou: float
+    lesion: FoundLesion | None
+    others: int  # found lesions that do not touch the pasted one
+
+    @property
+    def detected(self) -> bool:
+        return self.lesion is not None and self.iou >= DETECTION_IOU
+
+
+def match(found: Sequence[FoundLesion], truth: NDArray[np.bool_]) -> Match:
+    best: tuple[float, FoundLesion | None] = (0.0, None)
+    others = 0
+    for lesion in found:
+        if lesion.region is None:  # a cut-out on transparency: the whole photo is the lesion
+            best = max(best, (1.0, lesion), key=lambda pair: pair[0])
+            continue
+        small = on_map(truth, lesion.region.shape[0])
+        overlap = int((lesion.region & small).sum())
+        if overlap == 0:
+            others += 1
+            continue
+        iou = overlap / int((lesion.region | small).sum())
+        if iou > best[0]:
+            best = (iou, lesion)
+    return Match(best[0], best[1], others)
+
+
+# --- the evaluation --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    image: str  # the cut-out's file name
+    patient_id: str
+    diagnosis: str
+    fitzpatrick: int | None
+    condition: Condition
+    share: float
+    iou: float
+    detected: bool
+    as_growth: bool
+    scored: bool
+    not_skin: bool
+    others: int
+    malignancy: float | None  # the photo's tumour assessment, when one was made
+
+
+@dataclass(frozen=True, eq=False)
+class RealLesionRunner:
+    """The installed packages as the worker composes them, for the skin-tumour analysis."""
+
+    finder: SkinFinder
+    pipeline: SkinAnalysisPipeline | None  # None: no tumour package installed
+    lesion_model: LoadedModel
+
+    def run(self, cases: Sequence[RealCase]) -> list[CaseResult]:
+        photos = [as_photo(case.pixels) for case in cases]
+        findings = self.finder(photos)
+        outcomes = self.pipeline.run(photos) if self.pipeline is not None else [None] * len(photos)
+        out = []
+        for case, found, outcome in zip(cases, findings, outcomes, strict=True):
+            best = match(found.lesions, case.truth)
+            growth = best.detected and best.lesion is not None and best.lesion.kind in ("tumour", "cut-out")
+            result = outcome.result if outcome is not None else None
+            assessed = isinstance(result, TumourAssessment)
+            malignancy = result.malignancy_probability if isinstance(result, TumourAssessment) else None
+            out.append(
+                CaseResult(
+                    image=case.sample.path.name,
+                    patient_id=case.sample.patient_id,
+                    diagnosis=case.sample.diagnosis,
+                    fitzpatrick=case.sample.fitzpatrick,
+                    condition=case.condition,
+                    share=case.share,
+                    iou=best.iou,
+                    detected=best.detected,
+                    as_growth=growth,
+                    # The analysis scores every growth it was handed: this one was among them.
+                    scored=growth and assessed,
+                    not_skin=found.not_skin,
+                    others=best.others,
+                    malignancy=malignancy,
+                )
+            )
+        return out
+
+
+def runner_for(options: EngineOptions, lesion_model: str | None = None) -> RealLesionRunner:
+    """The lesion package (``lesion_model`` or the one analyses use), the body-part and tumour ones."""
+    registry = registry_for(options.model_dir)
+    options = replace(options, heatmaps=False)  # a heat map changes no score; it only costs time
+    execution = execution_for(options)
+    if lesion_model is None:
+        packages = registry.for_task("skin-lesion")
+        if not packages:
+            raise ModelNotInstalled("no skin-lesion model package is installed")
+        lesion_model = packages[0].name
+    loaded = registry.load(lesion_model)
+    if loaded.manifest.task != "skin-lesion":
+        raise ModelNotInstalled(f"{lesion_model} is a {loaded.manifest.task} model, not skin-lesion")
+    extractor = LesionExtractor(loaded, execution, views=options.view_count)
+    body_packages = registry.for_task(BODY_PART_TASK)
+    body = None
+    if body_packages:
+        body = BodyPartClassifier(registry.load(body_packages[0].name), execution, options)
+    finder = SkinFinder(extractor, body)
+    tumour_packages = [p for p in registry.for_task("skin-tumour") if p.manifest.input.region == "lesion"]
+    pipeline = None
+    if tumour_packages:
+        tumour = registry.load(tumour_packages[0].name)
+        crops = CropModel("skin-tumour", tumour, execution, options)
+        pipeline = SkinAnalysisPipeline("skin-tumour", tumour.info, finder, crops, "tumour")
+    return RealLesionRunner(finder, pipeline, loaded)
+
+
+def held_out_samples(csv_path: Path) -> list[TumourSample]:
+    samples = [s for s in load_samples(csv_path) if held_out(s.patient_id)]
+    if not samples:
+        raise DatasetError(f"{csv_path}: no row belongs to a held-out patient (see models.skin.real_lesions)")
+    return samples
+
+
+def score_cases(
+    samples: Sequence[TumourSample],
+    runner: RealLesionRunner,
+    *,
+    seed: int = 0,
+    batch: int = 8,
+    progress: Progress | None = None,
+) -> list[CaseResult]:
+    """Every sample under every condition, in batches (each cut-out read once)."""
+    results: list[CaseResult] = []
+    for start in range(0, len(samples), batch):
+        chunk = samples[start : start + batch]
+        cases = []
+        for sample in chunk:
+            try:
+                cut = load_cut_out(sample.path)
+            except EmptyCutOut:  # all black: nothing to find (counted by the caller)
+                continue
+            cases += [make_case(sample, condition, seed, cut) for condition in CONDITIONS]
+        if cases:
+            results += runner.run(cases)
+        if progress is not None:
+            progress(start + len(chunk), len(samples))
+    return results
+
+
+def _share(values: NDArray[np.float64], _: NDArray[np.float64]) -> NDArray[np.float64]:
+    return np.asarray(np.mean(values, axis=-1))
+
+
+def summarise(
+    results: Sequence[CaseResult], n_resamples: int = 2000
+) -> tuple[dict[str, MetricValue], dict[str, int], dict[int, tuple[int, MetricValue]], dict[str, int]]:
+    """Per condition: detection, as a growth, scored, not skin, false findings; by diagnosis and size.
+
+    Returns the metrics (patient-bootstrap 95 % CIs), the photos behind each, the skin condition's
+    detection per Fitzpatrick type (with counts), and the counts of lesions, patients and photos.
+    """
+    metrics: dict[str, MetricValue] = {}
+    sizes: dict[str, int] = {}
+
+    def rate(name: str, rows: Sequence[CaseResult], values: Sequence[float]) -> None:
+        array = np.asarray(values, dtype=np.float64)
+        groups = [r.patient_id for r in rows]
+        metrics[name] = bootstrap({"m": _share}, array, array, groups=groups, n_resamples=n_resamples)["m"]
+        sizes[name] = len(rows)
+
+    for condition in CONDITIONS:
+        rows = [r for r in results if r.condition == condition]
+        if not rows:
+            continue
+        name = f"{METRIC_PREFIX}{condition}"
+        rate(f"{name}_detection_rate", rows, [r.detected for r in rows])
+        rate(f"{name}_growth_rate", rows, [r.as_growth for r in rows])
+        rate(f"{name}_scored_rate", rows, [r.scored for r in rows])
+        rate(f"{name}_not_skin_rate", rows, [r.not_skin for r in rows])
+        rate(f"{name}_false_finding_rate", rows, [r.others > 0 for r in rows])
+        rate(f"{name}_iou", rows, [r.iou for r in rows])
+    skin = [r for r in results if r.condition == "skin"]
+    for diagnosis in sorted({r.diagnosis for r in skin}):
+        rows = [r for r in skin if r.diagnosis == diagnosis]
+        rate(f"{METRIC_PREFIX}skin_detection_rate_{diagnosis.lower()}", rows, [r.detected for r in rows])
+    low, high = LESION_SHARE
+    for label, (lo, hi) in (("small", (low, 0.15)), ("large", (0.15, high + 0.01))):
+        rows = [r for r in skin if lo <= r.share < hi]
+        if rows:
+            rate(f"{METRIC_PREFIX}skin_detection_rate_{label}", rows, [r.detected for r in rows])
+    per_fitzpatrick: dict[int, tuple[int, MetricValue]] = {}
+    for fitz in sorted({r.fitzpatrick for r in skin if r.fitzpatrick is not None}):
+        rows = [r for r in skin if r.fitzpatrick == fitz]
+        array = np.asarray([r.detected for r in rows], dtype=np.float64)
+        groups = [r.patient_id for r in rows]
+        value = bootstrap({"m": _share}, array, array, groups=groups, n_resamples=n_resamples)["m"]
+        per_fitzpatrick[fitz] = (len(rows), value)
+    counts = {
+        "cut_outs": len({r.image for r in results}),
+        "patients": len({r.patient_id for r in results}),
+        "photos": len(results),
+    }
+    return metrics, sizes, per_fitzpatrick, counts
+
+
+# --- the training set: generated photos plus real lesions pasted into more of them -----------------
+
+
+def write_pasted_set(
+    out_dir: Path,
+    pad_csv: Path,
+    *,
+    count: int,
+    pasted: int,
+    seed: int,
+    size: int = 256,
+    bare_share: float = 0.1,
+    background_share: float = 0.1,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """A skin training manifest: ``count`` generated photos (``generated/``, exactly as
+    ``photomarker generate skin`` writes them) and ``pasted`` photos (``pasted/``) each holding one
+    real lesion of a training patient (mask class "tumour-like growth"): ``bare_share`` as the bare
+    cut-out, ``background_share`` pasted into a photo of no skin, the rest onto generated skin — half
+    of those with the generator's own lesions beside it. Returns ``OUT/labels.csv``.
+    """
+    began = time.perf_counter()
+    generated_csv = write_generated_set(out_dir / "generated", count, seed, size)
+    samples = [s for s in load_samples(pad_csv) if not held_out(s.patient_id)]
+    if not samples:
+        raise DatasetError(f"{pad_csv}: every patient is held out; nothing to paste")
+    rng = np.random.default_rng([seed, 1])
+    (out_dir / "pasted" / "images").mkdir(parents=True, exist_ok=True)
+    (out_dir / "pasted" / "masks").mkdir(parents=True, exist_ok=True)
+    manifest = out_dir / "labels.csv"
+    cuts: dict[Path, CutOut] = {}
+    with manifest.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        with generated_csv.open(newline="", encoding="utf-8") as source:
+            for record in csv.DictReader(source):
+                record["image"] = f"generated/{record['image']}"
+                record["mask"] = f"generated/{record['mask']}" if record["mask"] else ""
+                writer.writerow([record[column] for column in COLUMNS])
+        order = rng.permutation(len(samples))
+        empty: set[Path] = set()
+        turn = 0
+        for index in range(pasted):
+            while True:  # a cut-out with no lesion on it (PAD-UFES-20 has two all-black files) is passed over
+                sample = samples[int(order[turn % len(samples)])]
+                turn += 1
+                if sample.path in empty:
+                    continue
+                try:
+                    cut = cuts.get(sample.path) or load_cut_out(sample.path)
+                except EmptyCutOut:
+                    empty.add(sample.path)
+                    continue
+                break
+            cuts[sample.path] = cut
+            draw = rng.uniform()
+            body_part = ""
+            fitzpatrick: int | str = ""
+            if draw < bare_share:
+                canvas = np.zeros((size, size, 3), dtype=np.uint8)
+                pixels, truth = paste(canvas, cut, rng, share=(0.3, 0.95))
+                classes = np.where(truth, MASK_TUMOUR, 0)
+            else:
+                not_skin = draw < bare_share + background_share
+                condition = None if not_skin or rng.uniform() < 0.5 else "random"
+                scene = generate_scene(
+                    rng, size=size, body_part=NOT_SKIN if not_skin else None, condition=condition
+                )
+                where = None if not_skin else scene.skin_mask
+                pixels, truth = paste(scene.image, cut, rng, where)
+                own_class = MASK_TUMOUR if scene.condition == TUMOUR else 1
+                own = np.where(scene.lesion_mask, own_class, 0)
+                classes = np.where(truth, MASK_TUMOUR, own)
+                body_part, fitzpatrick = scene.body_part, scene.fitzpatrick
+            name = f"{index:06d}"
+            Image.fromarray(pixels).save(out_dir / "pasted" / "images" / f"{name}.jpg", quality=92)
+            Image.fromarray(classes.astype(np.uint8)).save(out_dir / "pasted" / "masks" / f"{name}.png")
+            # The PAD patient is the group: one patient's lesions never straddle the split.
+            writer.writerow(
+                [
+                    f"pasted/images/{name}.jpg",
+                    f"pasted/masks/{name}.png",
+                    f"pad-{sample.patient_id}",
+                    fitzpatrick,
+                    body_part,
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                ]
+            )
+            if log is not None and (index + 1) % 500 == 0:
+                log(f"pasted {index + 1}/{pasted} ({time.perf_counter() - began:.0f} s)")
+    command = (
+        f"python -m models.skin.real_lesions --pad {pad_csv} --out {out_dir} --count {count} "
+        f"--pasted {pasted} --seed {seed} --size {size}"
+    )
+    provenance = {
+        "generator": "models.skin.real_lesions",
+        "command": command,
+        "count": count + pasted,
+        "seed": seed,
+        "size": size,
+        "real_lesions": {
+            "source": "PAD-UFES-20",
+            "citation": PAD_CITATION,
+            "licence": PAD_LICENCE,
+            "patients": len({s.patient_id for s in samples}),
+            "images": len(samples),
+            "pasted": pasted,
+            "held_out": f"sha256(patient_id) % {HELD_OUT_BUCKETS} == 0 and the test subset's patients",
+        },
+    }
+    (out_dir / GENERATED_MARKER).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+    return manifest
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(f"{line}\n")
+    sys.stdout.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--pad", type=Path, required=True, help="PAD-UFES-20 labels.csv")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--count", type=int, default=3000, help="generated photos")
+    parser.add_argument("--pasted", type=int, default=2000, help="photos with a real lesion")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--size", type=int, default=256)
+    args = parser.parse_args(argv)
+    manifest = write_pasted_set(
+        args.out, args.pad, count=args.count, pasted=args.pasted, seed=args.seed, size=args.size, log=_say
+    )
+    sys.stdout.write(f"{manifest}\n")
+
+
+if __name__ == "__main__":
+    main()
