@@ -382,7 +382,7 @@ def _save_fold(
     members: list[nn.Module],
 ) -> None:
     """The fold's held-out outputs, and its members' weights (float16) for held-out studies that
-    need the fold's own model on new inputs (``bench/steadiness.py --folds``)."""
+    need the fold's own model on new inputs (``bench/steadiness_folds.py --folds``)."""
     path = _fold_file(config, k)
     if path is None:
         return
