@@ -27,11 +27,12 @@ import torch
 from torch import Tensor, nn
 
 from models.errors import ModelWeightsMissing
-from models.manifest import StartingWeights
+from models.manifest import Normalisation, StartingWeights
 
 # (x − 127) / 128 on 0–255 pixels, written for 0–1 pixels.
 INPUT_MEAN: Final = (127 / 255,) * 3
 INPUT_STD: Final = (128 / 255,) * 3
+INPUT_NORMALISATION: Final = Normalisation(mean=INPUT_MEAN, std=INPUT_STD)
 LICENCE: Final = "Apache-2.0"
 # Grad-CAM and the OOD features read the last block stage (320 / 352 channels): the 1280-channel
 # head would make the OOD precision matrix 16× larger for no gain.

@@ -36,18 +36,17 @@ from models.skin.findings import BodyPartClassifier
 from models.skin.labels import key_of
 from models.skin.lesions import MIN_LESION_SHARE, LesionExtractor, lesion_regions
 from models.skin.pipeline import SkinAnalysisPipeline, skin_finder
-from models.skin.real_lesions import (
+from models.skin.real_lesion_scoring import (
     CONDITIONS,
     DETECTION_IOU,
     EVALUATION_SEED,
-    LESION_SHARE,
     METRIC_PREFIX,
     held_out_samples,
-    is_pad_layout,
     runner_for,
     score_cases,
     summarise,
 )
+from models.skin.real_lesions import LESION_SHARE, is_pad_layout
 from models.skin.tasks import TASKS
 
 Progress = Callable[[int, int], None]

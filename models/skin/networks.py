@@ -167,5 +167,15 @@ def load_pretrained_encoder(network: nn.Module, variant: str) -> None:
     network.load_state_dict(wanted, strict=False)
 
 
+def load_starting_weights(network: nn.Module, variant: str, architecture: str) -> None:
+    """ImageNet weights for training to start from: a whole EfficientNet-Lite classifier gets every
+    tensor but its new class head (its 1280-channel head serves the task too); the lesion U-Net
+    only its encoder's."""
+    if architecture == variant:
+        pretrained.load_imagenet(network, variant)
+    else:
+        load_pretrained_encoder(network, variant)
+
+
 PRETRAINED_LESION_ARCHITECTURE = "models.skin.networks:lesion_unet"
 PRETRAINED_LESION_CAM_LAYER = "lateral"

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from models.manifest import MANIFEST_FILE, Evaluation, ModelManifest, load_manifest, save_manifest
-from models.skin.real_lesions import METRIC_PREFIX
+from models.skin.real_lesion_scoring import METRIC_PREFIX
 from models.skin.tasks import LESION_CROP, TaskSpec
 from models.skin.training import SkinTrainingConfig
 
@@ -148,7 +148,7 @@ def record_evaluation(
 ) -> ModelManifest:
     """Put held-out figures (from ``photomarker evaluate``) into a written package's manifest and card.
 
-    Generated and real-lesion figures (``pad_…``, ``models.skin.real_lesions``) live side by side:
+    Generated and real-lesion figures (``pad_…``, ``models.skin.real_lesion_scoring``) live side by side:
     recording one kind keeps the other's metrics, its command and its description (one line each).
     """
     manifest = load_manifest(directory)

@@ -57,9 +57,9 @@ def grouped_split(groups: Sequence[str], share: float, seed: int) -> Split:
     return Split(train, validation)
 
 
-def normalise(x01: Tensor) -> Tensor:
-    mean = torch.tensor(NORMALISATION.mean).view(1, 3, 1, 1)
-    std = torch.tensor(NORMALISATION.std).view(1, 3, 1, 1)
+def normalise(x01: Tensor, normalisation: Normalisation = NORMALISATION) -> Tensor:
+    mean = torch.tensor(normalisation.mean).view(1, 3, 1, 1)
+    std = torch.tensor(normalisation.std).view(1, 3, 1, 1)
     return (x01 - mean) / std
 
 
@@ -87,6 +87,7 @@ def train_member(
     class_weights: Tensor | None = None,
     report: EpochReport | None = None,
     checkpoint: Path | None = None,
+    normalisation: Normalisation = NORMALISATION,
 ) -> nn.Module:
     """Fit one network on uint8 ``images`` (N, 3, S, S).
 
@@ -123,7 +124,7 @@ def train_member(
             y = targets[index]
             if objective == "segmenter":
                 y = apply_geometry(y.unsqueeze(1), view).squeeze(1)
-            loss = objective_loss(network(normalise(x)), y, objective, class_weights)
+            loss = objective_loss(network(normalise(x, normalisation)), y, objective, class_weights)
             optimiser.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             optimiser.step()

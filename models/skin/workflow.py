@@ -41,6 +41,7 @@ from models.manifest import (
     InputSpec,
     LabelSpec,
     ModelManifest,
+    Normalisation,
     OutputSpec,
     StartingWeights,
     TrainingData,
@@ -66,11 +67,10 @@ from models.skin.labels import (
     labels_for_keys,
     load_label_file,
 )
-from models.skin.networks import load_pretrained_encoder
+from models.skin.networks import load_starting_weights
 from models.skin.package import model_card
 from models.skin.tasks import LESION_CROP, TASKS, TaskSpec
 from models.skin.training import (
-    NORMALISATION,
     SkinTrainingConfig,
     balanced_weights,
     grouped_split,
@@ -184,7 +184,7 @@ def train_task(
         seed = config.seed * 100 + member_index
         network = member_network(spec.architecture, outputs, dict(spec.params), seed)
         if spec.pretrained is not None:
-            load_pretrained_encoder(network, spec.pretrained)
+            load_starting_weights(network, spec.pretrained, spec.architecture)
 
         def report(step: int, total: int, loss: float, offset: int = member_index) -> None:
             if steps is not None:
@@ -202,6 +202,7 @@ def train_task(
                 class_weights=weights,
                 report=report,
                 checkpoint=checkpoints / f"member-{member_index}.pt",
+                normalisation=spec.normalisation,
             )
         )
         progress(
@@ -234,7 +235,11 @@ def train_task(
 
 @torch.no_grad()  # not inference_mode: the temperature fit differentiates through these outputs
 def view_logits(
-    members: Sequence[nn.Module], images: Tensor, views: Sequence[TtaView], batch: int = 128
+    members: Sequence[nn.Module],
+    images: Tensor,
+    views: Sequence[TtaView],
+    normalisation: Normalisation,
+    batch: int = 128,
 ) -> Tensor:
     """(M, K, N, C…) outputs of each member under each view (maps brought back to the photo's frame)."""
     out = []
@@ -245,7 +250,7 @@ def view_logits(
             chunks = []
             for start in range(0, images.shape[0], batch):
                 x = apply_geometry(images[start : start + batch].float().div(255), view)
-                y = member(normalise(x))
+                y = member(normalise(x, normalisation))
                 if y.dim() == 4:  # segmenter maps: undo the view
                     y = invert_geometry(y, view)
                 chunks.append(y)
@@ -259,7 +264,7 @@ def _calibrate(
 ) -> tuple[Calibration, AbstentionPolicy, dict[str, float]]:
     images, targets = data.images[validation], data.targets[validation]
     if spec.objective == "segmenter":
-        logits = view_logits(members, images, ("identity", "hflip"))
+        logits = view_logits(members, images, ("identity", "hflip"), spec.normalisation)
         predicted = torch.softmax(logits.float(), dim=3).mean(dim=(0, 1)).argmax(1)
         truth = targets
         lesion_pred, lesion_true = predicted > 0, truth > 0
@@ -267,7 +272,7 @@ def _calibrate(
         metrics = {"validation_lesion_pixel_iou": (lesion_pred & lesion_true).sum().item() / max(union, 1)}
         return Calibration(fitted_on="not calibrated (per-pixel argmax)"), AbstentionPolicy(), metrics
     views = tta_views(spec)
-    logits = view_logits(members, images, views).float()  # (M, K, N, C)
+    logits = view_logits(members, images, views, spec.normalisation).float()  # (M, K, N, C)
     m, k, n, _ = logits.shape
     if spec.objective == "ordinal":
         levels = spec.levels or 4
@@ -340,7 +345,7 @@ def _manifest(
         labels=data.labels,
         input=InputSpec(
             size=spec.input_size,
-            normalisation=NORMALISATION,
+            normalisation=spec.normalisation,
             resize="squash",
             region="lesion" if spec.sees == LESION_CROP else "photo",
         ),
