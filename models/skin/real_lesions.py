@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -35,7 +35,8 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from models.errors import DatasetError
 from models.skin.dataset import COLUMNS, GENERATED_MARKER, MASK_TUMOUR, components, write_generated_set
-from models.skin.labels import NOT_SKIN
+from models.skin.labels import BODY_PART_KEYS, NOT_SKIN
+from models.skin.plaques import paint_plaque
 from models.skin.synthetic import TUMOUR, generate_scene
 from models.tumour.dataset import load_samples
 
@@ -53,6 +54,7 @@ _BLACK: Final = 30
 # Held out: sha256(patient_id) % 4 == 0, and the patients of the repository's test subset
 # (tests/data/pad-ufes-20), so tests and the subset's figures are on patients never trained on.
 HELD_OUT_BUCKETS: Final = 4
+SKIN_PARTS: Final = tuple(part for part in BODY_PART_KEYS if part != NOT_SKIN)
 TEST_SUBSET_PATIENTS: Final = frozenset(
     {
         "PAT_104",
@@ -218,13 +220,16 @@ def write_pasted_set(
     size: int = 256,
     bare_share: float = 0.1,
     background_share: float = 0.1,
+    plaques: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> Path:
     """A skin training manifest: ``count`` generated photos (``generated/``, exactly as
     ``photomarker generate skin`` writes them) and ``pasted`` photos (``pasted/``) each holding one
     real lesion of a training patient (mask class "tumour-like growth"): ``bare_share`` as the bare
     cut-out, ``background_share`` pasted into a photo of no skin, the rest onto generated skin — half
-    of those with the generator's own lesions beside it. Returns ``OUT/labels.csv``.
+    of those with the generator's own lesions beside it. Then ``plaques`` photos (``plaques/``) of
+    generated skin with a mottled eczema plaque painted in (:mod:`models.skin.plaques`, mask class
+    rash), half of them with a real lesion pasted beside it. Returns ``OUT/labels.csv``.
     """
     began = time.perf_counter()
     generated_csv = write_generated_set(out_dir / "generated", count, seed, size)
@@ -232,8 +237,9 @@ def write_pasted_set(
     if not samples:
         raise DatasetError(f"{pad_csv}: every patient is held out; nothing to paste")
     rng = np.random.default_rng([seed, 1])
-    (out_dir / "pasted" / "images").mkdir(parents=True, exist_ok=True)
-    (out_dir / "pasted" / "masks").mkdir(parents=True, exist_ok=True)
+    for folder in ("pasted", "plaques"):
+        (out_dir / folder / "images").mkdir(parents=True, exist_ok=True)
+        (out_dir / folder / "masks").mkdir(parents=True, exist_ok=True)
     manifest = out_dir / "labels.csv"
     cuts: dict[Path, CutOut] = {}
     with manifest.open("w", newline="", encoding="utf-8") as handle:
@@ -279,34 +285,49 @@ def write_pasted_set(
                 own = np.where(scene.lesion_mask, own_class, 0)
                 classes = np.where(truth, MASK_TUMOUR, own)
                 body_part, fitzpatrick = scene.body_part, scene.fitzpatrick
-            name = f"{index:06d}"
-            Image.fromarray(pixels).save(out_dir / "pasted" / "images" / f"{name}.jpg", quality=92)
-            Image.fromarray(classes.astype(np.uint8)).save(out_dir / "pasted" / "masks" / f"{name}.png")
             # The PAD patient is the group: one patient's lesions never straddle the split.
-            writer.writerow(
-                [
-                    f"pasted/images/{name}.jpg",
-                    f"pasted/masks/{name}.png",
-                    f"pad-{sample.patient_id}",
-                    fitzpatrick,
-                    body_part,
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                ]
+            _write_row(
+                writer,
+                out_dir,
+                "pasted",
+                index,
+                pixels,
+                classes,
+                f"pad-{sample.patient_id}",
+                fitzpatrick,
+                body_part,
             )
             if log is not None and (index + 1) % 500 == 0:
                 log(f"pasted {index + 1}/{pasted} ({time.perf_counter() - began:.0f} s)")
+        plaque_rng = np.random.default_rng([seed, 2])
+        for index in range(plaques):
+            part = SKIN_PARTS[int(plaque_rng.integers(len(SKIN_PARTS)))]
+            scene = generate_scene(plaque_rng, size=size, body_part=part, condition=None)
+            skin = scene.skin_mask if scene.skin_mask is not None else np.zeros(scene.image.shape[:2], bool)
+            pixels, plaque = paint_plaque(scene.image, skin, plaque_rng)
+            classes = np.where(plaque, 1, 0)
+            group = f"plaque-{index}"
+            if plaque_rng.uniform() < 0.5:
+                sample = samples[int(plaque_rng.integers(len(samples)))]
+                if sample.path not in empty:
+                    try:
+                        beside: CutOut | None = cuts.get(sample.path) or load_cut_out(sample.path)
+                    except EmptyCutOut:
+                        beside = None
+                    if beside is not None:
+                        pixels, truth = paste(pixels, beside, plaque_rng, skin & ~plaque)
+                        classes = np.where(truth, MASK_TUMOUR, classes)
+                        group = f"pad-{sample.patient_id}"
+            _write_row(writer, out_dir, "plaques", index, pixels, classes, group, scene.fitzpatrick, part)
     command = (
         f"python -m models.skin.real_lesions --pad {pad_csv} --out {out_dir} --count {count} "
-        f"--pasted {pasted} --seed {seed} --size {size}"
+        f"--pasted {pasted} --seed {seed} --size {size}" + (f" --plaques {plaques}" if plaques else "")
     )
     provenance = {
         "generator": "models.skin.real_lesions",
         "command": command,
-        "count": count + pasted,
+        "count": count + pasted + plaques,
+        "plaques": plaques,
         "seed": seed,
         "size": size,
         "real_lesions": {
@@ -323,6 +344,24 @@ def write_pasted_set(
     return manifest
 
 
+def _write_row(
+    writer: Any,
+    out_dir: Path,
+    folder: str,
+    index: int,
+    pixels: NDArray[np.uint8],
+    classes: NDArray[np.integer[Any]],
+    group: str,
+    fitzpatrick: int | str,
+    body_part: str,
+) -> None:
+    name = f"{index:06d}"
+    Image.fromarray(pixels).save(out_dir / folder / "images" / f"{name}.jpg", quality=92)
+    Image.fromarray(classes.astype(np.uint8)).save(out_dir / folder / "masks" / f"{name}.png")
+    row = [f"{folder}/images/{name}.jpg", f"{folder}/masks/{name}.png", group, fitzpatrick, body_part]
+    writer.writerow(row + [""] * (len(COLUMNS) - len(row)))
+
+
 def _say(line: str) -> None:
     sys.stdout.write(f"{line}\n")
     sys.stdout.flush()
@@ -336,9 +375,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--pasted", type=int, default=2000, help="photos with a real lesion")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--plaques", type=int, default=0, help="photos with a mottled eczema plaque")
     args = parser.parse_args(argv)
     manifest = write_pasted_set(
-        args.out, args.pad, count=args.count, pasted=args.pasted, seed=args.seed, size=args.size, log=_say
+        args.out,
+        args.pad,
+        count=args.count,
+        pasted=args.pasted,
+        seed=args.seed,
+        size=args.size,
+        plaques=args.plaques,
+        log=_say,
     )
     sys.stdout.write(f"{manifest}\n")
 

@@ -401,9 +401,9 @@ def _manifest(
         reference_only=reference,
         calibration=calibration,
         abstention=abstention,
-        tta=TtaSpec(views=tta_views(spec), jitter=0.0)
-        if spec.objective != "segmenter"
-        else TtaSpec(views=("identity", "hflip"), jitter=0.0),
+        # The segmenter too sees all eight square symmetries: what it finds on a photo must not
+        # depend on how the phone was held (the eczema-plaque candidate's did).
+        tta=TtaSpec(views=tta_views(spec), jitter=0.0),
     )
 
 
