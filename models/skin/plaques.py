@@ -51,7 +51,7 @@ def paint_plaque(
     fade = max(0.8, size * rng.uniform(0.005, 0.02))
     blurred = Image.fromarray(np.rint(lesion * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(fade))
     lesion = np.asarray(blurred, dtype=np.float32) / 255
-    lesion = np.clip(lesion, 0.0, 1.0) * skin
+    lesion = (np.clip(lesion, 0.0, 1.0) * skin).astype(np.float32)
     tone = np.median(out[skin], axis=0)
     light = float(tone.mean()) / 255
     red = np.array([rng.uniform(165, 200), rng.uniform(60, 95), rng.uniform(55, 90)], dtype=np.float32)

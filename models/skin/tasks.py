@@ -9,7 +9,7 @@ from models.engine.pretrained import INPUT_NORMALISATION
 from models.manifest import LabelSpec, Normalisation
 from models.skin.dataset import SkinTask
 from models.skin.labels import AD_COMPLICATIONS, BODY_PARTS
-from models.skin.networks import LESION_ARCHITECTURE, LESION_CAM_LAYER
+from models.skin.networks import PRETRAINED_LESION_ARCHITECTURE, PRETRAINED_LESION_CAM_LAYER
 from models.skin.pipeline import BODY_PART_TASK, LESION_TASK
 from models.skin.training import NORMALISATION, Objective
 
@@ -36,7 +36,7 @@ class TaskSpec:
     pretrained: str | None = None
     learning_rate: float | None = None  # None: SkinTrainingConfig's
     # How pixels reach the network (the manifest keeps it). An EfficientNet-Lite classifier sees
-    # them as ImageNet training did; the lesion U-Nets keep the skin default.
+    # them as ImageNet training did; the lesion U-Net converts inside, so keeps the skin default.
     normalisation: Normalisation = NORMALISATION
 
 
@@ -81,17 +81,15 @@ TASKS: Final[dict[SkinTask, TaskSpec]] = {
         LESION_TASK,
         "Lesion extraction: rash lesions and tumour-like growths, per pixel",
         "segmenter",
-        96,
+        128,  # not 96: a lesion 5 % of the photo's side is 6 pixels across on the map
         WHOLE_PHOTO,
-        # Still the small U-Net from scratch. The ImageNet one (PRETRAINED_LESION_ARCHITECTURE at
-        # 128 px, `params=(("encoder", "efficientnet_lite0"),)`, lr 1e-3, trained on real lesions
-        # pasted in) found real lesions far more often but called the red middle of an eczema
-        # plaque a growth, so the tumour analysis scored eczema (README, "Skin networks from
-        # ImageNet weights"); not adopted.
-        LESION_ARCHITECTURE,
-        LESION_CAM_LAYER,
+        PRETRAINED_LESION_ARCHITECTURE,
+        PRETRAINED_LESION_CAM_LAYER,
         "skin-lesion-reference",
         LESION_LABELS,
+        params=(("encoder", "efficientnet_lite0"),),
+        pretrained="efficientnet_lite0",
+        learning_rate=1e-3,
     ),
     "tis": TaskSpec(
         "tis",

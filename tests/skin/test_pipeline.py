@@ -75,10 +75,16 @@ def test_healthy_skin_is_not_scored_as_eczema() -> None:
 
 
 def test_the_pipeline_recovers_the_planted_severity() -> None:
-    """Evidence that it learned what was planted (generated photos, not a clinical claim)."""
+    """Evidence that it learned what was planted (generated photos, not a clinical claim).
+
+    Forty photos, of which the quality gate passes about thirty: a dozen made the correlation
+    hang on two or three photos (behind the lesion extractor 2.0.0 it fell to 0.38 on them). The
+    whole held-out set (`photomarker evaluate tis`, 200 photos, every body part) gives r 0.58
+    [0.48, 0.67] end to end.
+    """
     rng = np.random.default_rng(303)
     planted, predicted = [], []
-    for seed in range(12):
+    for seed in range(40):
         items = (int(rng.integers(0, 4)), int(rng.integers(0, 4)), int(rng.integers(0, 4)))
         if sum(items) == 0:
             continue
@@ -95,8 +101,8 @@ def test_the_pipeline_recovers_the_planted_severity() -> None:
         if isinstance(tis, TisScore):
             planted.append(sum(items))
             predicted.append(tis.total)
-    assert len(planted) >= 8
-    assert float(np.corrcoef(planted, predicted)[0, 1]) > 0.5
+    assert len(planted) >= 20
+    assert float(np.corrcoef(planted, predicted)[0, 1]) > 0.4
 
 
 def _pad_crop(diagnosis: str) -> Image.Image:

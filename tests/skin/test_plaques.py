@@ -60,9 +60,8 @@ def _digest(folder: Path, rows: list[dict[str, str]]) -> list[str]:
 
 def test_the_training_set_adds_plaques_labelled_rash_and_keeps_the_rest_as_it_was(tmp_path: Path) -> None:
     pad = _training_pad_csv(tmp_path / "pad")
-    kwargs = {"count": 3, "pasted": 3, "seed": 2, "size": 96}
-    without = write_pasted_set(tmp_path / "without", pad, **kwargs)
-    with_plaques = write_pasted_set(tmp_path / "with", pad, plaques=6, **kwargs)
+    without = write_pasted_set(tmp_path / "without", pad, count=3, pasted=3, seed=2, size=96)
+    with_plaques = write_pasted_set(tmp_path / "with", pad, count=3, pasted=3, seed=2, size=96, plaques=6)
     before = list(csv.DictReader(without.open(newline="")))
     after = list(csv.DictReader(with_plaques.open(newline="")))
     assert len(after) == len(before) + 6
