@@ -1,6 +1,6 @@
 """Held out: does accumulating a clip's frames beat one frame, and the still photo, on the tumour CV folds?
 
-    .venv/bin/python bench/steadiness_folds.py --folds /work/runs/tumour-lite0 \\
+    .venv/bin/python bench/steadiness_folds.py --folds build/runs/tumour-lite0 \\
         [--data ../shared/data/pad-ufes-20/labels.csv] [--pad-limit N] [--frames 12] [--threads 1] [--json]
 
 ``bench/steadiness.py`` compares single frame, accumulated and still on the shipped package, which
