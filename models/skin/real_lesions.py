@@ -252,20 +252,28 @@ def write_pasted_set(
                 writer.writerow([record[column] for column in COLUMNS])
         order = rng.permutation(len(samples))
         empty: set[Path] = set()
+
+        def cut_of(path: Path) -> CutOut | None:
+            """The cut-out's lesion, loaded once; None for a cut-out with no lesion on it."""
+            if path in empty:
+                return None
+            if path not in cuts:
+                try:
+                    cuts[path] = load_cut_out(path)
+                except EmptyCutOut:
+                    empty.add(path)
+                    return None
+            return cuts[path]
+
         turn = 0
         for index in range(pasted):
             while True:  # a cut-out with no lesion on it (PAD-UFES-20 has two all-black files) is passed over
                 sample = samples[int(order[turn % len(samples)])]
                 turn += 1
-                if sample.path in empty:
-                    continue
-                try:
-                    cut = cuts.get(sample.path) or load_cut_out(sample.path)
-                except EmptyCutOut:
-                    empty.add(sample.path)
-                    continue
-                break
-            cuts[sample.path] = cut
+                found = cut_of(sample.path)
+                if found is not None:
+                    break
+            cut = found
             draw = rng.uniform()
             body_part = ""
             fitzpatrick: int | str = ""
@@ -309,15 +317,11 @@ def write_pasted_set(
             group = f"plaque-{index}"
             if plaque_rng.uniform() < 0.5:
                 sample = samples[int(plaque_rng.integers(len(samples)))]
-                if sample.path not in empty:
-                    try:
-                        beside: CutOut | None = cuts.get(sample.path) or load_cut_out(sample.path)
-                    except EmptyCutOut:
-                        beside = None
-                    if beside is not None:
-                        pixels, truth = paste(pixels, beside, plaque_rng, skin & ~plaque)
-                        classes = np.where(truth, MASK_TUMOUR, classes)
-                        group = f"pad-{sample.patient_id}"
+                beside = cut_of(sample.path)
+                if beside is not None:
+                    pixels, truth = paste(pixels, beside, plaque_rng, skin & ~plaque)
+                    classes = np.where(truth, MASK_TUMOUR, classes)
+                    group = f"pad-{sample.patient_id}"
             _write_row(writer, out_dir, "plaques", index, pixels, classes, group, scene.fitzpatrick, part)
     command = (
         f"python -m models.skin.real_lesions --pad {pad_csv} --out {out_dir} --count {count} "
