@@ -67,7 +67,8 @@ class ResultView:
     retake: bool = False
     body_site: str | None = None
     effective: datetime | None = None
-    photo: str | None = None  # "Media/1" it was derived from
+    # Every photo it was derived from ("Media/1"): one, or each photo of a series.
+    photos: tuple[str, ...] = ()
     link: str | None = None  # "Observation/7" when saved in the EHR
     heatmap: str | None = None  # "Media/9" (saved) or "urn:uuid:…" (in an unsaved bundle)
 
@@ -115,12 +116,14 @@ def photomarker_code(observation: dict[str, Any]) -> str | None:
     return None
 
 
-def derived_from(observation: dict[str, Any]) -> str | None:
+def derived_from(observation: dict[str, Any]) -> tuple[str, ...]:
+    """The photos and videos it was derived from, without their versions, in the Observation's order."""
+    found: list[str] = []
     for ref in observation.get("derivedFrom") or []:
         match = _REFERENCE.search(str(ref.get("reference", ""))) if isinstance(ref, dict) else None
-        if match:
-            return match.group(1)
-    return None
+        if match and match.group(1) not in found:
+            found.append(match.group(1))
+    return tuple(found)
 
 
 def effective(observation: dict[str, Any]) -> datetime | None:
@@ -145,7 +148,7 @@ def result_view(observation: dict[str, Any], *, link: str | None = None) -> Resu
         title=codes.LOCAL_CONCEPTS.get(code, (text or code, ""))[0],
         status=str(observation.get("status", "")),
         effective=effective(observation),
-        photo=derived_from(observation),
+        photos=derived_from(observation),
         link=link,
         body_site=_text(observation.get("bodySite")),
     )

@@ -162,8 +162,10 @@ def patient_view(launch_id: str) -> tuple[str, int]:
     earlier = record.earlier_results(context, client)
     by_photo: dict[str, list[ResultView]] = {}
     for view in earlier:
-        if view.photo and not view.not_performed:
-            by_photo.setdefault(view.photo, []).append(view)
+        if not view.not_performed:
+            # A series' result belongs to each of its photos, so it shows under every one of them.
+            for photo in view.photos:
+                by_photo.setdefault(photo, []).append(view)
     for card in cards:
         card.earlier = sorted(by_photo.get(card.reference, []), key=sort_key)
     session.audit(

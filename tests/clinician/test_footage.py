@@ -115,6 +115,15 @@ def test_photos_of_one_lesion_chosen_together_are_one_series_result(
     (observation,) = fhir_search(fhir_server, "Observation", _id=observation_ref.split("/")[1])
     derived = sorted(d["reference"].split("/_history")[0] for d in observation["derivedFrom"])
     assert derived == sorted(footage.shin_photos)
+    # Back on the chart, the one result is an earlier result of each photo it came from.
+    page.goto(ehr.launch_url(footage.patient))
+    earlier = page.get_by_role("region", name="Earlier results for Photo of 2 Dec 2026 · Right shin")
+    expect(earlier).to_have_count(len(footage.shin_photos))
+    for region in earlier.all():
+        line = region.get_by_role("listitem").filter(has_text=observation_ref)
+        expect(line).to_contain_text(f"one result from a series of {len(footage.shin_photos)} photos")
+    earlier.first.scroll_into_view_if_needed()
+    _screenshot(page, "clinician-series-earlier.png")
 
 
 def _clinician(ehr: SmartAuthServer) -> Clinician:
