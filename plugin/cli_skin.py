@@ -69,6 +69,7 @@ def train_skin(
     test_csv: Path | None,
     label_file: Path | None,
     as_json: bool,
+    size: int | None = None,
 ) -> None:
     from models.engine.execution import resolve_execution
     from models.registry import SHIPPED_MODEL_DIR, PackageRequest
@@ -85,6 +86,8 @@ def train_skin(
         options["test"] = test_csv
     if label_file is not None:
         options["labels"] = label_file
+    if size is not None:
+        options["size"] = size
     command = command_line("train", task, csv_path, **options)
     directory = out_dir or SHIPPED_MODEL_DIR / name
     request = PackageRequest(directory, name, model_version, command, str(csv_path))
@@ -108,6 +111,7 @@ def train_skin(
                 lambda line: click.echo(f"photomarker: {line}", err=True),
                 label_file=label_file,
                 steps=steps,
+                size=size,
             )
         click.echo(f"photomarker: wrote {directory} (weights {manifest.weights.sha256[:12]}…)", err=True)
         result: dict[str, Any] = {

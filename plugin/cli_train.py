@@ -47,7 +47,11 @@ def _task_and_data(command: Callable[..., None]) -> Callable[..., None]:
 def _tumour_recipe(command: Callable[..., None]) -> Callable[..., None]:
     """The tumour recipe's knobs (ignored by hb); unset ones keep ``TumourTrainingConfig``'s defaults."""
     options = [
-        click.option("--size", type=click.IntRange(32, 256), help="tumour: input side in pixels."),
+        click.option(
+            "--size",
+            type=click.IntRange(32, 256),
+            help="tumour and skin tasks: input side in pixels [default: the task's].",
+        ),
         click.option(
             "--backbone",
             type=click.Choice(["mobilenet_v3_small", "reference-cnn", *_ENCODERS]),
@@ -216,6 +220,7 @@ def train(
             test_csv=test_csv,
             label_file=label_file,
             as_json=as_json,
+            size=recipe.get("size"),
         )
         return
     if task == "tumour":

@@ -157,8 +157,11 @@ def train_task(
     *,
     label_file: Path | None = None,
     steps: StepReport | None = None,
+    size: int | None = None,
 ) -> ModelManifest:
     spec = TASKS[task]
+    if size is not None:  # an experiment at another input side; the manifest records the one used
+        spec = replace(spec, input_size=size)
     config = replace(config, dihedral=spec.dihedral)
     if spec.learning_rate is not None:
         config = replace(config, learning_rate=spec.learning_rate)

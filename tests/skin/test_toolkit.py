@@ -35,7 +35,8 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def model_dir(generated: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     models = tmp_path_factory.mktemp("models")
     env = {"PHOTOMARKER_MODEL_DIR": str(models)}
-    for task in ("lesion", "tis"):
+    # The extractor at another input side than its task's (--size): the package says which it used.
+    for task, size in (("lesion", ("--size", "96")), ("tis", ())):
         result = invoke(
             "train",
             task,
@@ -50,6 +51,7 @@ def model_dir(generated: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
             "--out",
             str(models / f"my-{task}"),
             "--json",
+            *size,
             env=env,
         )
         assert result.exit_code == 0, result.output
@@ -65,7 +67,8 @@ def test_training_writes_a_reference_package_with_a_card(model_dir: Path, genera
     assert "photomarker generate skin" in manifest.training_data.summary
     card = (model_dir / "my-lesion" / manifest.card).read_text(encoding="utf-8")
     assert "Reference — not for clinical use" in card
-    assert f"photomarker train lesion --data {generated}" in card
+    assert f"photomarker train lesion --data {generated}" in card and "--size 96" in card
+    assert manifest.input.size == 96  # not the task's 128: the analysis reads the side from here
     tis = load_manifest(model_dir / "my-tis")
     assert tis.output.kind == "ordinal" and tis.output.levels == 4 and len(tis.labels) == 3
 
