@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from models.engine.pretrained import INPUT_NORMALISATION
-from models.manifest import LabelSpec, Normalisation
+from models.manifest import ALL_TTA_VIEWS, LabelSpec, Normalisation, TtaView
 from models.skin.dataset import SkinTask
 from models.skin.labels import AD_COMPLICATIONS, BODY_PARTS
 from models.skin.networks import PRETRAINED_LESION_ARCHITECTURE, PRETRAINED_LESION_CAM_LAYER
@@ -133,3 +133,7 @@ TASKS: Final[dict[SkinTask, TaskSpec]] = {
         **FROM_IMAGENET,
     ),
 }
+
+
+def tta_views(spec: TaskSpec) -> tuple[TtaView, ...]:
+    return ALL_TTA_VIEWS if spec.dihedral else ("identity", "hflip")

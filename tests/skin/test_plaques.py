@@ -11,10 +11,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from models.manifest import AbstentionPolicy, Calibration
+from models.registry import PackageRequest
 from models.skin.dataset import GENERATED_MARKER
+from models.skin.package_manifest import skin_manifest
 from models.skin.plaques import paint_plaque
 from models.skin.real_lesions import held_out, write_pasted_set
 from models.skin.synthetic import generate_scene
+from models.skin.task_data import load_task_data
+from models.skin.tasks import TASKS
 from tests.datasets import PAD_UFES_SUBSET
 
 
@@ -74,3 +79,16 @@ def test_the_training_set_adds_plaques_labelled_rash_and_keeps_the_rest_as_it_wa
     assert any(2 in found for found in classes)  # ...and some have a real growth beside them
     provenance = json.loads((tmp_path / "with" / GENERATED_MARKER).read_text())
     assert provenance["plaques"] == 6 and "--plaques 6" in provenance["command"]
+
+
+def test_the_card_says_how_many_photos_hold_a_real_lesion_and_how_many_a_plaque(tmp_path: Path) -> None:
+    pad = _training_pad_csv(tmp_path / "pad")
+    labels = write_pasted_set(tmp_path / "set", pad, count=3, pasted=3, seed=2, size=64, plaques=4)
+    spec = TASKS["lesion"]
+    data = load_task_data(spec, labels, None)
+    request = PackageRequest(tmp_path / "pkg", "pkg", "0.0.1", "photomarker train lesion", "a test set")
+    manifest = skin_manifest(spec, request, data, 8, 2, Calibration(), AbstentionPolicy(), {}, 1)
+    summary = manifest.training_data.summary
+    assert "10 photos" in summary and "3 of them hold a real PAD-UFES-20 lesion cut-out" in summary
+    assert "4 more show a painted eczema plaque" in summary
+    assert manifest.training_data.source == "mixed" and manifest.reference_only
