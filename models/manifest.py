@@ -84,6 +84,10 @@ class InputSpec(_Strict):
     # What the network looks at: the whole photo, or one lesion cut out by the skin pipeline's
     # lesion extraction (then only that pipeline serves it).
     region: Literal["photo", "lesion"] = "photo"
+    # The side the network was trained at, where it is served at a larger one (a fully
+    # convolutional segmenter sees small objects better so, Touvron et al. 2019, "Fixing the
+    # train-test resolution discrepancy"); None: trained at ``size``.
+    trained_size: int | None = Field(default=None, gt=0, le=4096)
 
 
 class OutputSpec(_Strict):

@@ -67,7 +67,7 @@ def model_card(manifest: ModelManifest, spec: TaskSpec, config: SkinTrainingConf
 |---|---|
 | Name / version | `{manifest.name}` {manifest.version} |
 | Task | {manifest.task_description} (registry task `{manifest.task}`) |
-| Input | {spec.sees}, {manifest.input.size}×{manifest.input.size} px (squashed) |
+| Input | {spec.sees}, {_input_side(manifest)} |
 | Output | {output} |
 | Architecture | `{arch.name}`, ensemble of {arch.ensemble_size}; Grad-CAM on `{arch.cam_layer}` |
 | Weights | `{weights.file}`, {weights.parameters} values (float16), SHA-256 `{weights.sha256}` |
@@ -205,3 +205,12 @@ def training_config_of(manifest: ModelManifest) -> SkinTrainingConfig:
         if value.isdigit():
             config = replace(config, epochs=int(value))
     return config
+
+
+def _input_side(manifest: ModelManifest) -> str:
+    side = manifest.input.size
+    shown = f"{side}×{side} px (squashed)"
+    trained = manifest.input.trained_size
+    if trained is not None and trained != side:
+        shown += f"; trained at {trained}×{trained} px, served larger to see small lesions (FixRes)"
+    return shown

@@ -64,7 +64,8 @@ def skin_manifest(
         output=OutputSpec(kind=spec.objective, levels=spec.levels),
         labels=data.labels,
         input=InputSpec(
-            size=spec.input_size,
+            size=spec.serving_size,
+            trained_size=spec.input_size if spec.serving_size != spec.input_size else None,
             normalisation=spec.normalisation,
             resize="squash",
             region="lesion" if spec.sees == LESION_CROP else "photo",

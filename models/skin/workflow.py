@@ -61,8 +61,8 @@ def train_task(
     size: int | None = None,
 ) -> ModelManifest:
     spec = TASKS[task]
-    if size is not None:  # an experiment at another input side; the manifest records the one used
-        spec = replace(spec, input_size=size)
+    if size is not None:  # an experiment at another input side, trained and served at it
+        spec = replace(spec, input_size=size, served_size=None)
     config = replace(config, dihedral=spec.dihedral)
     if spec.learning_rate is not None:
         config = replace(config, learning_rate=spec.learning_rate)

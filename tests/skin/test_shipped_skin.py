@@ -39,7 +39,8 @@ def test_each_shipped_package_is_what_its_task_trains_now(task: SkinTask) -> Non
     spec, manifest = TASKS[task], _shipped(task).manifest
     assert manifest.architecture.name == spec.architecture
     assert dict(manifest.architecture.params) == dict(spec.params)
-    assert manifest.input.size == spec.input_size and manifest.input.normalisation == spec.normalisation
+    assert manifest.input.size == spec.serving_size and manifest.input.normalisation == spec.normalisation
+    assert manifest.input.trained_size == (spec.input_size if spec.served_size else None)
     assert (manifest.starting_weights is not None) == (spec.pretrained is not None)
 
 
