@@ -66,7 +66,7 @@ def test_the_skin_pipeline_takes_the_views_from_the_setting(monkeypatch: pytest.
     default = skin_pipeline("tis", EngineOptions(device="cpu"))
     assert default is not None
     assert len(default.crops.pre.plan) == 8  # the TIS package's eight flips and turns: all of them
-    assert len(default.finder.extractor.plan) == 8  # the lesion package 2.0.0 lists all eight too
+    assert len(default.finder.extractor.plan) == 8  # the lesion package lists all eight too (2.0.0 on)
 
 
 @pytest.mark.parametrize("views", [1, DEFAULT_TTA_VIEWS])
