@@ -58,9 +58,9 @@ from models.manifest import ModelManifest
 from models.pipelines import AnalysisPipeline, build_analysis_pipeline, execution_for
 from models.registry import PENDING_SHA256, LoadedModel, ModelRegistry, registry_for, save_model_package
 from models.results import TumourAssessment
+from models.tumour.cross_validation import patient_folds
 from models.tumour.dataset import CLASSES, MALIGNANT, TumourSample, load_samples
 from models.tumour.package import THRESHOLD_KEY
-from models.tumour.training import patient_folds
 from models.video import decode_video
 from models.video_container import VideoLimits
 from plugin.settings import load_settings

@@ -17,13 +17,7 @@ from typing import Any
 import click
 
 from models.errors import PhotomarkerError
-from plugin.cli_context import settings_of
-
-
-def _fail(ctx: click.Context, error: PhotomarkerError) -> None:
-    click.echo(f"photomarker: {error.code}: {error.message}", err=True)
-    ctx.exit(1)
-
+from plugin.cli_context import fail, settings_of
 
 # --- keys ------------------------------------------------------------------------------------------
 
@@ -59,7 +53,7 @@ def generate(ctx: click.Context, alg: str, path: Path | None, replace: bool) -> 
             )
             audit.append(dataclasses.replace(record, agent_who=cli_actor()))
     except PhotomarkerError as error:
-        _fail(ctx, error)
+        fail(ctx, error)
         return
     click.echo(f"photomarker: wrote {target} ({key.alg}, kid {key.kid})", err=True)
     click.echo(json.dumps({"keys": [key.public_jwk()]}, indent=2))
@@ -74,7 +68,7 @@ def show_jwks(ctx: click.Context) -> None:
     try:
         click.echo(json.dumps(public_jwks(settings_of(ctx)), indent=2))
     except PhotomarkerError as error:
-        _fail(ctx, error)
+        fail(ctx, error)
 
 
 # --- inbox -----------------------------------------------------------------------------------------
@@ -137,7 +131,7 @@ def subscribe(
                 auth.close()
         except PhotomarkerError as error:
             audit.append(inbox_record("inbox.subscription.refused", error=error))
-            _fail(ctx, error)
+            fail(ctx, error)
             return
         reference = f"Subscription/{created.get('id')}"
         audit.append(

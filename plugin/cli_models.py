@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from models.errors import PhotomarkerError
-from plugin.cli_context import settings_of
+from plugin.cli_context import fail, settings_of
 
 if TYPE_CHECKING:
     from models.registry import ModelPackage, ModelRegistry
@@ -20,11 +20,6 @@ def _registry(ctx: click.Context) -> ModelRegistry:
     from models.registry import registry_for
 
     return registry_for(settings_of(ctx).model_dir)
-
-
-def _fail(ctx: click.Context, error: PhotomarkerError) -> None:
-    click.echo(f"photomarker: {error.code}: {error.message}", err=True)
-    ctx.exit(1)
 
 
 def _summary(package: ModelPackage) -> dict[str, Any]:
@@ -80,7 +75,7 @@ def show_model(ctx: click.Context, name: str, as_json: bool, card: bool) -> None
     try:
         package = _registry(ctx).get(name)
     except PhotomarkerError as error:
-        _fail(ctx, error)
+        fail(ctx, error)
         return
     manifest = package.manifest
     if card:
@@ -149,7 +144,7 @@ def predict(ctx: click.Context, name: str, photos: tuple[Path, ...], heatmap_dir
             decode_photo(path.read_bytes(), limits=IntakeLimits.from_settings(settings)) for path in photos
         ]
     except PhotomarkerError as error:
-        _fail(ctx, error)
+        fail(ctx, error)
         return
     except OSError as exc:
         raise click.FileError(str(exc.filename), exc.strerror) from None

@@ -11,7 +11,6 @@ evaluate TASK --data MANIFEST`` does and records those figures in the manifest a
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 
 from models.errors import PhotomarkerError
-from plugin.cli_context import settings_of
+from plugin.cli_context import command_line, settings_of
 
 if TYPE_CHECKING:
     from models.skin.dataset import SkinTask
@@ -215,10 +214,3 @@ def _record(ctx: click.Context, task: str, csv_path: Path, evaluation: Any) -> N
     command = command_line("evaluate", task, csv_path, model=evaluation.model)
     record_evaluation(package.directory, evaluation, command, spec, training_config_of(package.manifest))
     click.echo(f"photomarker: recorded in {package.directory.name}/{package.manifest.card}", err=True)
-
-
-def command_line(command: str, task: str, csv_path: Path, **options: object) -> str:
-    parts = ["photomarker", command, task, "--data", str(csv_path)]
-    for key, value in options.items():
-        parts += [f"--{key.replace('_', '-')}", str(value)]
-    return shlex.join(parts)

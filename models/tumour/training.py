@@ -1,4 +1,6 @@
-"""Train the tumour CNN: patient-grouped cross-validation, then the final ensemble on all data.
+"""Train the tumour CNN: the recipe, one member, and the final ensemble on all data.
+
+Patient-grouped cross-validation of this recipe is in ``models.tumour.cross_validation``.
 
 The network (``models.tumour.network``) is a torchvision MobileNetV3-Small or a small ResNet
 trained from scratch on 64–128 px crops, or an EfficientNet-Lite fine-tuned from the ImageNet
@@ -12,16 +14,13 @@ mixup.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional
@@ -29,9 +28,8 @@ from torch.nn import functional
 from models.engine.ensemble import fit_feature_gaussian, mahalanobis_score
 from models.engine.pretrained import ENCODERS, load_imagenet
 from models.engine.tta import apply_geometry
-from models.evaluation import auroc, grouped_kfold
 from models.manifest import ALL_TTA_VIEWS, ArchitectureSpec, TtaView
-from models.tumour.dataset import CLASSES, DEFAULT_SIZE, MALIGNANT, TumourSample
+from models.tumour.dataset import CLASSES, DEFAULT_SIZE, TumourSample
 from models.tumour.network import cam_layer, tumour_net
 
 log = logging.getLogger("photomarker.tumour")
@@ -289,117 +287,6 @@ def feature_gaussian(
 def ood_scores(members: list[nn.Module], x01: Tensor, gaussian: tuple[Tensor, Tensor], layer: str) -> Tensor:
     features = torch.stack([pooled_features(m, x01, layer) for m in members])
     return mahalanobis_score(features, *gaussian)
-
-
-@dataclass
-class CrossValidation:
-    """Out-of-fold logits for every sample and which fold held it out."""
-
-    logits: Tensor  # (M, K, N, C)
-    fold: np.ndarray
-    seconds: float
-    fold_sizes: list[tuple[int, int]] = field(default_factory=list)
-    # Malignant-vs-benign AUROC inside each held-out fold: pooling folds also mixes their score scales.
-    fold_auroc: list[float] = field(default_factory=list)
-    splits: list[tuple[Any, Any]] = field(default_factory=list)
-    # Each photo's out-of-distribution score under the fold that held it out (Gaussian fitted on
-    # that fold's training photos): what an unseen lesion crop scores, for the abstention threshold.
-    ood: np.ndarray | None = None
-
-
-def patient_folds(samples: list[TumourSample], folds: int, *, seed: int = 0) -> list[tuple[Any, Any]]:
-    """(train, test) index pairs; a patient's photos are all on one side of every split."""
-    return grouped_kfold([s.patient_id for s in samples], folds, seed=seed)
-
-
-def cross_validate(
-    samples: list[TumourSample], x01: Tensor, config: TumourTrainingConfig, progress: Progress
-) -> CrossValidation:
-    labels = torch.tensor([s.label for s in samples])
-    splits = patient_folds(samples, config.folds, seed=config.seed)
-    logits = torch.zeros(config.members, len(TTA_VIEWS), len(samples), len(CLASSES))
-    fold = np.full(len(samples), -1)
-    ood = np.zeros(len(samples))
-    layer = cam_layer(config.backbone)
-    views = [TTA_VIEWS.index(view) for view in config.tta_views]  # all four computed, these used
-    sizes = []
-    fold_aurocs = []
-    began = time.perf_counter()
-    for k, (train, test) in enumerate(splits):
-        train_t, test_t = torch.from_numpy(train), torch.from_numpy(test)
-        saved = _load_fold(config, k, test)
-        if saved is not None:
-            logits[:, :, test_t], ood[test] = saved
-        else:
-            members = [
-                train_member(x01[train_t], labels[train_t], config, seed=config.seed * 100 + k * 10 + m)
-                for m in range(config.members)
-            ]
-            logits[:, :, test_t] = tta_logits(members, x01[test_t])
-            gaussian = feature_gaussian(members, x01[train_t], labels[train_t], layer)
-            ood[test] = ood_scores(members, x01[test_t], gaussian, layer).numpy()
-            _save_fold(config, k, test, logits[:, :, test_t], ood[test], members)
-        fold[test] = k
-        held = torch.softmax(logits[:, views][:, :, test_t], -1).mean((0, 1))[:, : len(MALIGNANT)].sum(1)
-        fold_auroc = auroc((labels[test_t] < len(MALIGNANT)).double().numpy(), held.double().numpy())
-        sizes.append((len(train), len(test)))
-        fold_aurocs.append(round(float(fold_auroc), 4))
-        progress(
-            f"fold {k + 1}/{config.folds}: {len(train)} train, {len(test)} held out "
-            f"malignant AUROC {float(fold_auroc):.3f} ({time.perf_counter() - began:.0f} s)"
-            + (" (from checkpoint)" if saved is not None else "")
-        )
-    return CrossValidation(
-        logits[:, views], fold, time.perf_counter() - began, sizes, fold_aurocs, splits, ood
-    )
-
-
-def _fold_file(config: TumourTrainingConfig, k: int) -> Path | None:
-    """One file per fold, keyed by everything that changes its outputs (recipe, size, members, seed)."""
-    if config.checkpoint_dir is None:
-        return None
-    trained = replace(config, tta_views=TTA_VIEWS).describe()  # the views do not change the training
-    key = hashlib.sha256(f"{trained}|{config.folds}|{config.members}|{config.seed}".encode()).hexdigest()[:16]
-    return config.checkpoint_dir / f"tumour-cv-{key}-fold{k}.pt"
-
-
-def _load_fold(config: TumourTrainingConfig, k: int, test: np.ndarray) -> tuple[Tensor, np.ndarray] | None:
-    path = _fold_file(config, k)
-    if path is None or not path.is_file():
-        return None
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    if not torch.equal(saved["test"], torch.from_numpy(test)):
-        return None  # other data: the fold is not the one saved
-    return saved["logits"], saved["ood"].numpy()
-
-
-def _save_fold(
-    config: TumourTrainingConfig,
-    k: int,
-    test: np.ndarray,
-    logits: Tensor,
-    ood: np.ndarray,
-    members: list[nn.Module],
-) -> None:
-    """The fold's held-out outputs, and its members' weights (float16) for held-out studies that
-    need the fold's own model on new inputs (``bench/steadiness_folds.py --folds``)."""
-    path = _fold_file(config, k)
-    if path is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".tmp")
-    weights = [
-        {name: t.detach().half() if t.is_floating_point() else t for name, t in m.state_dict().items()}
-        for m in members
-    ]
-    saved = {
-        "test": torch.from_numpy(test),
-        "logits": logits,
-        "ood": torch.from_numpy(ood),
-        "members": weights,
-    }
-    torch.save(saved, partial)
-    partial.replace(path)  # a killed run never leaves half a checkpoint
 
 
 def train_final(

@@ -11,6 +11,7 @@ import torch
 
 from models.engine.ensemble import aggregate_classifier
 from models.registry import PackageRequest
+from models.tumour.cross_validation import cross_validate
 from models.tumour.dataset import load_images, load_samples
 from models.tumour.metadata import compare_with_metadata
 from models.tumour.network import cam_layer
@@ -19,7 +20,6 @@ from models.tumour.report import TumourReport, tumour_report
 from models.tumour.training import (
     Progress,
     TumourTrainingConfig,
-    cross_validate,
     feature_gaussian,
     train_final,
 )

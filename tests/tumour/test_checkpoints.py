@@ -42,3 +42,24 @@ def test_a_second_run_reuses_the_saved_folds_and_fewer_test_time_views_are_read_
     assert "--tta identity" in out["command"]
     refused = _train(data, checkpoints, "--tta", "mirror")
     assert refused.exit_code == 2 and "--tta" in refused.output
+
+
+def test_a_fold_trained_in_its_own_process_gives_the_full_run_the_same_figures(
+    real_subset: Callable[[int], Path], tmp_path: Path
+) -> None:
+    data, shared = real_subset(2), tmp_path / "shared"
+    alone = _train(data, shared, "--fold", "2")
+    assert alone.exit_code == 0, alone.output
+    assert "fold 2/2: saved" in alone.stderr
+    assert alone.stdout == ""  # no figures from one fold: the full run reports them
+    assert len(list(shared.glob("*.pt"))) == 1
+    whole = _train(data, shared)
+    assert whole.exit_code == 0, whole.output
+    assert whole.stderr.count("(from checkpoint)") == 1
+    single = _train(data, tmp_path / "single")
+    assert single.exit_code == 0, single.output
+    joined, apart = json.loads(whole.stdout), json.loads(single.stdout)
+    assert joined["fold_malignant_auroc"] == apart["fold_malignant_auroc"]
+    assert joined["auroc"] == apart["auroc"]
+    beyond = _train(data, shared, "--fold", "3")
+    assert beyond.exit_code == 2 and "--fold" in beyond.output

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from models.errors import DatasetError
+from models.tumour.cross_validation import patient_folds
 from models.tumour.dataset import CLASSES, LABELS, MALIGNANT, MALIGNANT_OR_PREMALIGNANT, SNOMED, load_samples
 from models.tumour.report import operating_threshold
-from models.tumour.training import patient_folds
 from tests.datasets import full_dataset
 from tests.tumour.conftest import PAD_UFES
 
