@@ -24,6 +24,7 @@ from models.tumour.training import (
     TTA_VIEWS,
     Progress,
     TumourTrainingConfig,
+    build_network,
     feature_gaussian,
     ood_scores,
     train_member,
@@ -67,8 +68,12 @@ def cross_validate(
     for k, (train, test) in enumerate(splits):
         test_t = torch.from_numpy(test)
         saved = _load_fold(config, k, test)
-        held_out = saved if saved is not None else _train_fold(x01, labels, config, k, train, test)
-        logits[:, :, test_t], ood[test] = held_out
+        if saved is not None:
+            logits[:, :, test_t], ood[test] = saved
+            note = " (from checkpoint)"
+        else:
+            logits[:, :, test_t], ood[test], reused = _train_fold(x01, labels, config, k, train, test)
+            note = f" ({reused} of {config.members} members from checkpoint)" if reused else ""
         fold[test] = k
         held = torch.softmax(logits[:, views][:, :, test_t], -1).mean((0, 1))[:, : len(MALIGNANT)].sum(1)
         fold_auroc = auroc((labels[test_t] < len(MALIGNANT)).double().numpy(), held.double().numpy())
@@ -76,8 +81,7 @@ def cross_validate(
         fold_aurocs.append(round(float(fold_auroc), 4))
         progress(
             f"fold {k + 1}/{config.folds}: {len(train)} train, {len(test)} held out "
-            f"malignant AUROC {float(fold_auroc):.3f} ({time.perf_counter() - began:.0f} s)"
-            + (" (from checkpoint)" if saved is not None else "")
+            f"malignant AUROC {float(fold_auroc):.3f} ({time.perf_counter() - began:.0f} s){note}"
         )
     return CrossValidation(
         logits[:, views], fold, time.perf_counter() - began, sizes, fold_aurocs, splits, ood
@@ -86,20 +90,48 @@ def cross_validate(
 
 def _train_fold(
     x01: Tensor, labels: Tensor, config: TumourTrainingConfig, k: int, train: np.ndarray, test: np.ndarray
-) -> tuple[Tensor, np.ndarray]:
+) -> tuple[Tensor, np.ndarray, int]:
     """Fold k's members trained on its training patients; their (M, K, n, C) held-out logits and
-    OOD scores, saved to the checkpoint directory when there is one."""
+    OOD scores, saved to the checkpoint directory when there is one, and how many members came
+    from a smaller run's checkpoint."""
     train_t, test_t = torch.from_numpy(train), torch.from_numpy(test)
     layer = cam_layer(config.backbone)
-    members = [
-        train_member(x01[train_t], labels[train_t], config, seed=config.seed * 100 + k * 10 + m)
-        for m in range(config.members)
-    ]
-    logits = tta_logits(members, x01[test_t])
+    reused_logits, members = _members_saved_with_fewer(config, k, test)
+    for m in range(len(members), config.members):
+        seed = config.seed * 100 + k * 10 + m
+        members.append(train_member(x01[train_t], labels[train_t], config, seed=seed))
+    logits = torch.cat([reused_logits, tta_logits(members[len(reused_logits) :], x01[test_t])])
     gaussian = feature_gaussian(members, x01[train_t], labels[train_t], layer)
     ood = ood_scores(members, x01[test_t], gaussian, layer).numpy()
     _save_fold(config, k, test, logits, ood, members)
-    return logits, ood
+    return logits, ood, len(reused_logits)
+
+
+def _members_saved_with_fewer(
+    config: TumourTrainingConfig, k: int, test: np.ndarray
+) -> tuple[Tensor, list[nn.Module]]:
+    """The members a run of this recipe with fewer members already trained in fold k.
+
+    Member m's seed does not depend on how many members there are, so those are the first members
+    of this run too: their held-out logits are reused exactly (float32, as saved); their networks
+    come back from the float16 weights, which only the OOD statistics read.
+    """
+    for fewer in range(config.members - 1, 0, -1):
+        smaller = replace(config, members=fewer)
+        path = _fold_file(smaller, k)
+        if path is None or not path.is_file():
+            continue
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if not torch.equal(saved["test"], torch.from_numpy(test)):
+            continue
+        members = []
+        for weights in saved["members"]:
+            network = build_network(config)
+            state = {name: t.float() if t.is_floating_point() else t for name, t in weights.items()}
+            network.load_state_dict(state)
+            members.append(network.eval())
+        return saved["logits"], members
+    return torch.zeros(0, len(TTA_VIEWS), len(test), len(CLASSES)), []
 
 
 def train_folds(
@@ -123,8 +155,10 @@ def train_folds(
     for k in folds:
         train, test = splits[k]
         if _load_fold(config, k, test) is None:
-            _train_fold(x01, labels, config, k, train, test)
-            note = f"saved ({time.perf_counter() - began:.0f} s)"
+            reused = _train_fold(x01, labels, config, k, train, test)[2]
+            note = f"saved ({time.perf_counter() - began:.0f} s)" + (
+                f", {reused} of {config.members} members from checkpoint" if reused else ""
+            )
         else:
             note = "already saved"
         progress(f"fold {k + 1}/{config.folds}: {note}")

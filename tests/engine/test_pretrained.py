@@ -31,6 +31,9 @@ from models.errors import ModelWeightsMissing
 from tests.datasets import PAD_UFES_SUBSET
 
 VARIANT = "efficientnet_lite0"
+# lite0, which every shipped package starts from, and lite2, the tumour ablation's larger encoder.
+CHECKED_VARIANTS = ("efficientnet_lite0", "efficientnet_lite2")
+NATIVE_SIDE = {"efficientnet_lite0": 224, "efficientnet_lite2": 260}
 PHOTO = PAD_UFES_SUBSET / "images" / "PAT_106_158_249.jpg"
 
 
@@ -41,9 +44,10 @@ def _scaled(path: Path, size: int = 224) -> torch.Tensor:
     return (x - 127.0) / 128.0
 
 
-def test_every_tensor_of_the_wheel_maps_to_exactly_one_timm_tensor_of_the_same_shape() -> None:
-    model = build(VARIANT, 1000)
-    source = torch.load(weights_path(VARIANT), map_location="cpu", weights_only=True)
+@pytest.mark.parametrize("variant", CHECKED_VARIANTS)
+def test_every_tensor_of_the_wheel_maps_to_exactly_one_timm_tensor_of_the_same_shape(variant: str) -> None:
+    model = build(variant, 1000)
+    source = torch.load(weights_path(variant), map_location="cpu", weights_only=True)
     mapped = map_keys(source, model)
     target = model.state_dict()
     assert len(mapped) == len(source) == len(target)
@@ -53,14 +57,18 @@ def test_every_tensor_of_the_wheel_maps_to_exactly_one_timm_tensor_of_the_same_s
     model.load_state_dict(mapped, strict=True)
 
 
-def test_the_imagenet_head_gives_the_reference_models_logits_on_a_real_photo() -> None:
+@pytest.mark.parametrize("variant", CHECKED_VARIANTS)
+def test_the_imagenet_head_gives_the_reference_models_logits_on_a_real_photo(variant: str) -> None:
     from efficientnet_lite_pytorch import EfficientNet
 
-    ours = build(VARIANT, 1000).eval()
-    load_imagenet(ours, VARIANT, with_head=True)
-    reference = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(weights_path(VARIANT)))
+    ours = build(variant, 1000).eval()
+    load_imagenet(ours, variant, with_head=True)
+    reference = EfficientNet.from_pretrained(
+        variant.replace("_", "-"), weights_path=str(weights_path(variant))
+    )
     reference.eval()
-    x = _scaled(PHOTO)
+    # At the variant's own ImageNet side: the reference pads "same" statically for that side only.
+    x = _scaled(PHOTO, NATIVE_SIDE[variant])
     with torch.inference_mode():
         logits, expected = ours(x), reference(x)
     assert logits.shape == (1, 1000)

@@ -63,3 +63,22 @@ def test_a_fold_trained_in_its_own_process_gives_the_full_run_the_same_figures(
     assert joined["auroc"] == apart["auroc"]
     beyond = _train(data, shared, "--fold", "3")
     assert beyond.exit_code == 2 and "--fold" in beyond.output
+
+
+def test_a_run_with_more_members_starts_from_the_members_a_smaller_run_saved(
+    real_subset: Callable[[int], Path], tmp_path: Path
+) -> None:
+    data, shared = real_subset(2), tmp_path / "shared"
+    one = _train(data, shared)
+    assert one.exit_code == 0, one.output
+    two = _train(data, shared, "--members", "2")
+    assert two.exit_code == 0, two.output
+    assert two.stderr.count("(1 of 2 members from checkpoint)") == 2
+    assert len(list(shared.glob("*.pt"))) == 4
+    fresh = _train(data, tmp_path / "fresh", "--members", "2")
+    assert fresh.exit_code == 0, fresh.output
+    # Member 0's held-out outputs are the one-member run's, so the figures are a fresh run's.
+    reused, trained = json.loads(two.stdout), json.loads(fresh.stdout)
+    assert reused["fold_malignant_auroc"] == trained["fold_malignant_auroc"]
+    assert reused["auroc"] == trained["auroc"]
+    assert reused["fold_malignant_auroc"] != json.loads(one.stdout)["fold_malignant_auroc"]
