@@ -25,6 +25,7 @@ from fhir_mappings import codes, idempotency
 from fhir_mappings.context import ResultContext, fhir_datetime
 from fhir_mappings.device import model_device_full_url, software_device_full_url
 from fhir_mappings.validation import Resource, validate_resource
+from fhir_mappings.wording import percent
 from models.anaemia import anaemia_cutoff, is_anaemic
 from models.results import (
     Abstention,
@@ -242,14 +243,14 @@ def build_condition_observation(
         notes.append(note)
     elif panel.panel == "skin-diagnosis":
         ranked = "; ".join(
-            f"{rank}. {item.concept.display} ({item.probability:.2f})"
+            f"{rank}. {item.concept.display} ({percent(item.probability)})"
             for rank, item in enumerate(panel.top_k(3), start=1)
         )
         obs["interpretation"] = [{"text": f"Top 3: {ranked}"}]
     else:
         top = panel.top
         obs["interpretation"] = [
-            {"text": f"Most likely: {top.concept.display} (probability {top.probability:.2f})"}
+            {"text": f"Most likely: {top.concept.display} (probability {percent(top.probability)})"}
         ]
     if panel.lesion_count > 1:
         notes.append(f"Lesions assessed: {panel.lesion_count} (probabilities weighted by lesion area).")
@@ -285,7 +286,7 @@ def build_tumour_observation(
     elif assessment.types:
         top = max(assessment.types, key=lambda c: c.probability)
         obs["interpretation"] = [
-            {"text": f"Most likely type: {top.concept.display} (probability {top.probability:.2f})"}
+            {"text": f"Most likely type: {top.concept.display} (probability {percent(top.probability)})"}
         ]
     site = _body_site(ctx, assessment.body_site)
     if site:

@@ -22,9 +22,9 @@ SUPPORTING_INFO = codes.EXT_SUPPORTING_INFO
 TREND_CODES = {"tis": "Three Item Severity (0–9)", "hb-estimate-conjunctiva-photo": "Haemoglobin (g/dL)"}
 _REFERENCE = re.compile(r"(?:^|/)((?:Media|DocumentReference)/[A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 _MODEL = re.compile(r"^AI analysis of a photograph by (.+)$")
-# The builders' own wording of a panel's top classes ("… (probability 0.82)", "Top 3: …"): the page
+# The builders' own wording of a panel's top classes ("… (probability 82 %)", "Top 3: …"): the page
 # says the same from the components, in its one probability format.
-_PANEL_TEXT = re.compile(r"\(probability \d|^Top \d+:")
+_PANEL_TEXT = re.compile(r"\(probability [<>]?\d|^Top \d+:")
 # A video's or series' frame components, and the builders' notes that say the same in a sentence:
 # the page shows them as its own "frames" rows instead (never as a probability bar).
 _FRAME_CODES = frozenset(

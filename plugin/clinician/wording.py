@@ -10,18 +10,15 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from fhir_mappings.wording import percent as fhir_percent
+
 # A non-breaking space keeps "82" and "%" on one line when a label wraps.
 _NBSP = "\u00a0"
 
 
 def percent(probability: float) -> str:
     """0.823 → "82 %"; the ends say "<1 %" / ">99 %" rather than a certainty no model has."""
-    shown = round(max(0.0, min(1.0, probability)) * 100)
-    if shown < 1:
-        return f"<1{_NBSP}%"
-    if shown > 99:
-        return f">99{_NBSP}%"
-    return f"{shown}{_NBSP}%"
+    return fhir_percent(probability, space=_NBSP)
 
 
 def day(when: date | datetime | None) -> str | None:

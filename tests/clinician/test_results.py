@@ -7,6 +7,7 @@ reads exactly what the workers write; the HTML is the real macro of the result p
 from __future__ import annotations
 
 import re
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,18 @@ def test_condition_probabilities_are_bars_with_numbers_as_text(tmp_path: Path) -
     assert "Atopic dermatitis 82 %" in html and "Impetigo 18 %" in html  # the numbers, as text
     assert "Most likely: Atopic dermatitis (82 %)" in html
     assert "0.82" not in html  # one probability format on the page
+
+
+@pytest.mark.parametrize(("probability", "shown"), [(0.82, "82 %"), (0.997, ">99 %")])
+def test_the_observation_text_words_the_top_class_as_the_page_does_and_the_page_says_it_once(
+    tmp_path: Path, probability: float, shown: str
+) -> None:
+    rest = round(1 - probability, 6)
+    panel = ConditionProbabilities((ClassProbability(AD, probability), ClassProbability(IMPETIGO, rest)))
+    obs = build_condition_observation(panel, sample_model(), sample_context())
+    assert obs["interpretation"] == [{"text": f"Most likely: Atopic dermatitis (probability {shown})"}]
+    seen = unescape(_render(tmp_path, obs).split("\n", 1)[0])  # what a reader sees
+    assert seen.count("Most likely:") == 1 and f"Most likely: Atopic dermatitis ({shown})" in seen
 
 
 def test_tumour_assessment_and_a_reference_model(tmp_path: Path) -> None:

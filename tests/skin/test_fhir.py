@@ -33,7 +33,7 @@ def test_the_diagnosis_panel_has_its_own_code_and_reads_as_a_top_3() -> None:
     obs = build_condition_observation(panel, sample_model(), sample_context())
     assert obs["code"]["coding"][0]["code"] == "skin-diagnosis-probabilities"
     text = obs["interpretation"][0]["text"]
-    assert text.startswith("Top 3: 1. Psoriasis (0.50); 2. Vitiligo (0.30); 3. Urticaria (0.15)")
+    assert text.startswith("Top 3: 1. Psoriasis (50 %); 2. Vitiligo (30 %); 3. Urticaria (15 %)")
     assert "Lesions assessed: 2" in " ".join(note["text"] for note in obs["note"])
     assert len(obs["component"]) == 4
     assert_valid_fhir(obs)
