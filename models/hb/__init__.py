@@ -4,9 +4,10 @@
 - ``strip`` / ``localise``: the tissue strip (pre-cropped alpha mask, else the segmentation
   network, with the classical localiser as its fallback) and the quality gate's
   "conjunctiva found" check.
-- ``segmenter`` / ``scenes`` / ``segmenter_training``: the tiny U-Net that finds the
-  conjunctiva, the generated eyelid scenes around real strips it learns from, and its
-  training, held-out scoring, package and card (``photomarker train hb-localiser``).
+- ``segmenter`` / ``scenes`` / ``segmenter_composites``: the tiny U-Net that finds the
+  conjunctiva, and the generated eyelid scenes around real strips it learns from;
+  ``segmenter_training`` / ``segmenter_scores`` / ``segmenter_card``: its training, held-out
+  scoring, package and card (``photomarker train hb-localiser``).
 - ``features`` / ``colour``: colour features (lower half weighted) → ridge regressor.
 - ``cnn`` / ``model``: the small CNN and the packaged member (CNN + colour ridge + blend).
 - ``training`` / ``package``: grouped CV, final fit, conformal interval, package and card.

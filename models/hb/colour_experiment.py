@@ -32,7 +32,7 @@ from models.hb.colour import fit_colour_regressor
 from models.hb.dataset import cv_groups, load_dataset, load_strips
 from models.hb.features import TooLittleTissue, colour_features, lower_half
 from models.hb.strip import Strip
-from models.quality import srgb_to_lab
+from models.tissue_colour import srgb_to_lab
 
 Features = NDArray[np.float64]
 

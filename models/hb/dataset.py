@@ -53,7 +53,7 @@ from models.errors import DatasetError, IntakeError
 from models.hb.localise import conjunctiva_strip
 from models.hb.strip import Strip
 from models.intake import IntakeLimits, decode_photo
-from models.quality import srgb_to_lab
+from models.tissue_colour import srgb_to_lab
 
 Grouping = Literal["strict", "sha256"]
 

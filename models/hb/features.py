@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.hb.strip import MIN_TISSUE_PIXELS, Strip
-from models.quality import srgb_to_lab
+from models.tissue_colour import srgb_to_lab
 
 LOWER_HALF_WEIGHT: Final = 2.0
 _GLARE_LEVEL: Final = 250

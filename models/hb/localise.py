@@ -43,8 +43,8 @@ from models.hb.segmenter import ConjunctivaSegmenter, installed_segmenter
 from models.hb.strip import MIN_TISSUE_PIXELS, Strip, precropped_mask, strip_from_mask
 from models.intake import DecodedPhoto
 from models.quality import conjunctiva_found_check as _found_check
-from models.quality import srgb_to_lab, tissue_masks
 from models.results import QualityCheck
+from models.tissue_colour import srgb_to_lab, tissue_masks
 
 WORK_LONG_SIDE: Final = 384
 # a* units the conjunctiva must exceed the photo's skin by; pale (anaemic) mucosa is still

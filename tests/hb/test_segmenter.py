@@ -13,12 +13,8 @@ from PIL import Image
 from models.hb.localise import localise_conjunctiva
 from models.hb.scenes import eyelid_scene, negative_scene
 from models.hb.segmenter import MIN_CONFIDENCE, TASK, installed_segmenter
-from models.hb.segmenter_training import (
-    REFERENCE_LABEL,
-    SegmenterConfig,
-    split_strips,
-    train_segmenter,
-)
+from models.hb.segmenter_card import REFERENCE_LABEL
+from models.hb.segmenter_training import SegmenterConfig, split_strips, train_segmenter
 from models.hb.strip import load_strip
 from models.intake import DecodedPhoto, IntakeLimits, decode_photo
 from models.registry import SHIPPED_MODEL_DIR, ModelRegistry, PackageRequest
