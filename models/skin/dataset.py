@@ -39,7 +39,8 @@ from PIL import Image
 
 from models.errors import DatasetError
 from models.skin.labels import AD_COMPLICATION_KEYS, BODY_PART_KEYS, TIS_ITEMS
-from models.skin.synthetic import CONDITIONS, TUMOUR, generate_scene
+from models.skin.synthetic import generate_scene
+from models.skin.synthetic_lesions import CONDITIONS, TUMOUR
 
 SkinTask = Literal["body-part", "lesion", "tis", "ad-complications", "diagnosis"]
 SKIN_TASKS: Final[tuple[SkinTask, ...]] = get_args(SkinTask)

@@ -12,7 +12,7 @@ from models.skin.tasks import LESION_CROP, TaskSpec
 from models.skin.training import SkinTrainingConfig
 
 if TYPE_CHECKING:
-    from models.skin.evaluate import SkinEvaluation
+    from models.skin.evaluation_result import SkinEvaluation
 
 REFERENCE_BANNER = (
     "> **Reference — not for clinical use.** Trained only on generated photos (cartoons of skin disease "

@@ -37,7 +37,8 @@ from models.errors import DatasetError
 from models.skin.dataset import COLUMNS, GENERATED_MARKER, MASK_TUMOUR, components, write_generated_set
 from models.skin.labels import BODY_PART_KEYS, NOT_SKIN
 from models.skin.plaques import paint_plaque
-from models.skin.synthetic import TUMOUR, generate_scene
+from models.skin.synthetic import generate_scene
+from models.skin.synthetic_lesions import TUMOUR
 from models.tumour.dataset import load_samples
 
 PAD_CITATION: Final = (

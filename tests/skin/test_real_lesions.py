@@ -21,7 +21,8 @@ from models.manifest import load_manifest
 from models.pipelines import clear_pipeline_cache
 from models.registry import SHIPPED_MODEL_DIR
 from models.results import TumourAssessment
-from models.skin.evaluate import SkinEvaluation, evaluate_skin
+from models.skin.evaluate import evaluate_skin
+from models.skin.evaluation_result import SkinEvaluation
 from models.skin.package import record_evaluation
 from models.skin.pipeline import skin_pipeline
 from models.skin.real_lesion_scoring import (

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from models.skin.labels import BODY_PART_KEYS, NOT_SKIN
-from models.skin.synthetic import CONDITIONS, FITZPATRICK_TONES, TUMOUR, generate_scene
+from models.skin.synthetic import generate_scene
+from models.skin.synthetic_body import FITZPATRICK_TONES
+from models.skin.synthetic_lesions import CONDITIONS, TUMOUR
 
 
 def test_same_seed_same_photo() -> None:
