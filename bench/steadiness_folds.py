@@ -107,9 +107,14 @@ def fold_files(folder: Path, key: str | None) -> dict[int, Path]:
 
 
 def fold_package(
-    shipped: LoadedModel, members: list[Mapping[str, torch.Tensor]], k: int, root: Path
+    shipped: LoadedModel,
+    members: list[Mapping[str, torch.Tensor]],
+    k: int,
+    root: Path,
+    size: int | None = None,
 ) -> LoadedModel:
-    """The shipped package with fold ``k``'s weights, written and loaded as any package is."""
+    """The shipped package with fold ``k``'s weights, written and loaded as any package is
+    (``size``: the side the CV run trained at, where it is not the shipped package's)."""
     base = shipped.manifest
     name = f"{base.name}-cv-fold{k}"
     manifest = ModelManifest.model_validate(
@@ -119,6 +124,7 @@ def fold_package(
             "version": f"{base.version}+cv-fold{k}",
             "weights": {**base.weights.model_dump(), "sha256": PENDING_SHA256},
             "architecture": {**base.architecture.model_dump(), "ensemble_size": len(members)},
+            "input": {**base.input.model_dump(), "size": size or base.input.size},
             "abstention": {
                 **base.abstention.model_dump(),
                 "max_ood": None,

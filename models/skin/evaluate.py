@@ -198,7 +198,8 @@ def evaluate_real_lesions(
         f"{low:.0%}–{high:.0%} of the short side into a generated skin photo without lesions; into a "
         f"generated photo of no skin); detected = a returned lesion with IoU ≥ {DETECTION_IOU} on the "
         "segmenter's map; growth = it went to the tumour classifier; scored = the skin-tumour analysis "
-        "scored it; bootstrap 95 % CIs resample patients",
+        "scored it; cut-out = read as a cut-out on black; gate pass = the quality gate let it through; "
+        "bootstrap 95 % CIs resample patients",
         real_lesions=True,
         sizes=sizes,
     )

@@ -2,8 +2,9 @@
 
 Each held-out cut-out (:mod:`models.skin.real_lesions`) is scored three ways:
 
-- **bare**: the cut-out itself, the lesion on black, as a photo (a JPEG has no transparency, so
-  the segmenter sees it — unlike a PNG cut out on transparency, which skips it);
+- **bare**: the cut-out itself, the lesion on black, as a phone would send it (a JPEG); the
+  worker reads a black surround as transparency (:mod:`models.cut_out`), so a recognised cut-out
+  goes to the tumour classifier whole, as one cut out on transparency does;
 - **skin**: the lesion pasted into a generated skin photo (``generate_scene`` with no lesion of
   its own), its longest side 5–40 % of the photo's short side, its centre on skin;
 - **background**: the same into a generated photo of no skin at all (a table, fabric, a wall).
@@ -13,7 +14,9 @@ would crop) overlaps the pasted lesion with IoU ≥ 0.3 on the segmenter's map; 
 when that region's kind is "tumour" (only growths go to the tumour classifier); **scored** when
 the skin-tumour analysis, run as the worker runs it (body part → lesions → tumour classifier),
 returned a tumour assessment with that lesion among its crops. Every other region found in the
-photo is a false finding (the generated scenes hold no lesion of their own).
+photo is a false finding (the generated scenes hold no lesion of their own). **Cut-out** counts
+the photos read as a cut-out on black: all bare ones should be, no pasted one; **gate** those the
+worker's quality gate (default thresholds, asked for skin) lets through to the models.
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from models.cut_out import as_cut_out
 from models.engine.options import EngineOptions
 from models.errors import DatasetError, ModelNotInstalled
 from models.evaluation import MetricValue, bootstrap
 from models.intake import DecodedPhoto, IntakeLimits, decode_photo
 from models.model_stages import execution_for
+from models.quality import QualityThresholds, assess_quality
 from models.registry import LoadedModel, registry_for
 from models.results import TumourAssessment
 from models.skin.crops import CropModel
@@ -169,6 +174,8 @@ class CaseResult:
     not_skin: bool
     others: int
     malignancy: float | None  # the photo's tumour assessment, when one was made
+    cut_out: bool  # read as a cut-out on black (its surround as transparency)
+    gate: bool  # the quality gate (default thresholds, asked for skin) let it through
 
 
 @dataclass(frozen=True, eq=False)
@@ -180,11 +187,12 @@ class RealLesionRunner:
     lesion_model: LoadedModel
 
     def run(self, cases: Sequence[RealCase]) -> list[CaseResult]:
-        photos = [as_photo(case.pixels) for case in cases]
+        # As the worker's gate does: a cut-out on black is analysed as one on transparency.
+        photos = [as_cut_out(as_photo(case.pixels)) for case in cases]
         findings = self.finder(photos)
         outcomes = self.pipeline.run(photos) if self.pipeline is not None else [None] * len(photos)
         out = []
-        for case, found, outcome in zip(cases, findings, outcomes, strict=True):
+        for case, photo, found, outcome in zip(cases, photos, findings, outcomes, strict=True):
             best = match(found.lesions, case.truth)
             growth = best.detected and best.lesion is not None and best.lesion.kind in ("tumour", "cut-out")
             result = outcome.result if outcome is not None else None
@@ -206,6 +214,8 @@ class RealLesionRunner:
                     not_skin=found.not_skin,
                     others=best.others,
                     malignancy=malignancy,
+                    cut_out=photo.alpha is not None,
+                    gate=assess_quality(photo, QualityThresholds(), expected="skin").acceptable,
                 )
             )
         return out
@@ -304,6 +314,8 @@ def summarise(
         rate(f"{name}_not_skin_rate", rows, [r.not_skin for r in rows])
         rate(f"{name}_false_finding_rate", rows, [r.others > 0 for r in rows])
         rate(f"{name}_iou", rows, [r.iou for r in rows])
+        rate(f"{name}_cut_out_rate", rows, [r.cut_out for r in rows])
+        rate(f"{name}_gate_pass_rate", rows, [r.gate for r in rows])
     skin = [r for r in results if r.condition == "skin"]
     for diagnosis in sorted({r.diagnosis for r in skin}):
         rows = [r for r in skin if r.diagnosis == diagnosis]

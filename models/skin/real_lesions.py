@@ -31,8 +31,9 @@ from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageFilter
 
+from models.cut_out import inside_black_surround
 from models.errors import DatasetError
 from models.skin.dataset import COLUMNS, GENERATED_MARKER, MASK_TUMOUR, components, write_generated_set
 from models.skin.labels import BODY_PART_KEYS, NOT_SKIN
@@ -49,9 +50,6 @@ PAD_CITATION: Final = (
 PAD_LICENCE: Final = "CC BY 4.0"
 # The pasted lesion's longest side as a share of the photo's short side.
 LESION_SHARE: Final = (0.05, 0.40)
-# A cut-out's lesion: pixels brighter than this on their brightest channel (the surround is black,
-# give or take JPEG ringing).
-_BLACK: Final = 30
 # Held out: sha256(patient_id) % 4 == 0, and the patients of the repository's test subset
 # (tests/data/pad-ufes-20), so tests and the subset's figures are on patients never trained on.
 HELD_OUT_BUCKETS: Final = 4
@@ -133,13 +131,7 @@ def load_cut_out(path: Path) -> CutOut:
     except (OSError, ValueError) as exc:
         raise DatasetError(f"cannot read image {path.name}: {type(exc).__name__}") from None
     pixels = np.asarray(rgb)
-    bright = Image.fromarray(((pixels.max(axis=2) > _BLACK) * 255).astype(np.uint8))
-    # Opening drops JPEG specks on the black; flooding the black from outside fills dark spots.
-    opened = bright.filter(ImageFilter.MinFilter(3)).filter(ImageFilter.MaxFilter(3))
-    framed = Image.new("L", (opened.width + 2, opened.height + 2), 0)
-    framed.paste(opened, (1, 1))
-    ImageDraw.floodfill(framed, (0, 0), 128)
-    filled = np.asarray(framed)[1:-1, 1:-1] != 128
+    filled = inside_black_surround(pixels)
     if not filled.any():
         raise EmptyCutOut(f"{path.name}: no lesion on the black surround")
     # The largest region, found on a small copy (labelling 512² pixels is slow without SciPy).

@@ -148,6 +148,11 @@ def test_evaluate_lesion_on_a_pad_csv_scores_real_lesions(tmp_path: Path) -> Non
             assert 0.0 <= value <= 1.0
             assert evaluation.sizes[f"pad_{condition}_{metric}"] == 2
     assert evaluation.counts["photos"] == 2 * len(CONDITIONS)
+    # The bare cut-outs are read as cut-outs on black, as the worker reads them; a pasted lesion never.
+    assert evaluation.metrics["pad_bare_cut_out_rate"].value == 1.0
+    assert evaluation.metrics["pad_skin_cut_out_rate"].value == 0.0
+    assert evaluation.metrics["pad_background_cut_out_rate"].value == 0.0
+    assert 0.0 <= evaluation.metrics["pad_bare_gate_pass_rate"].value <= 1.0
 
 
 def test_real_lesion_figures_sit_beside_the_generated_ones_in_the_card(tmp_path: Path) -> None:
