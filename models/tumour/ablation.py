@@ -105,8 +105,12 @@ def append(table: Path, paths: list[Path]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    usage = "usage: python -m models.tumour.ablation [--append TABLE.md] RUN.json ...\n"
+    if argv[:1] in (["-h"], ["--help"]):
+        sys.stdout.write(usage)
+        return 0
     if not argv or argv == ["--append"]:
-        sys.stderr.write("usage: python -m models.tumour.ablation [--append TABLE.md] RUN.json ...\n")
+        sys.stderr.write(usage)
         return 2
     if argv[0] == "--append":
         table = Path(argv[1])
