@@ -2,12 +2,12 @@
 
 PAD-UFES-20 ships its lesions this way, and cropping tools make them too: one lesion, every
 other pixel set to black. Judged as a whole photo, the black is a dark, mostly empty frame: the
-quality gate asked for a retake of every one of the repository's 25 PAD-UFES-20 test cut-outs
+quality gate asked for a retake of every one of the repository's 36 PAD-UFES-20 test cut-outs
 ("too dark", or too little skin), so the skin-tumour classifier, trained on exactly such
 cut-outs, never saw them. With the black as transparency a cut-out is what a cut-out on
 transparency already was: the gate judges its opaque pixels (``models.quality``), the body-part
 model is not asked about a frame with no surroundings, and the lesion extractor hands on the one
-lesion the sender chose (``models.skin.lesions``).
+lesion the sender chose, in the sender's frame (``models.skin.lesions.cut_out_lesion``).
 
 A surround counts as black only when it is near-exact black (JPEG ringing aside), reaches the
 frame's edge, and covers a good share of the frame: the shadows of a dim room carry sensor noise

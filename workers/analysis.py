@@ -153,7 +153,7 @@ def _shows_an_eyelid(photo: DecodedPhoto, sent: DecodedPhoto) -> bool:
 
     A pre-cropped strip (transparent background) is conjunctiva by construction. A cut-out on
     black (``photo`` is ``sent`` with its black as transparency) is a lesion cut-out: the eyelid
-    network, trained on whole eyelid photos, took the red lesion of 5 of the 25 PAD-UFES-20 test
+    network, trained on whole eyelid photos, took the red lesion of 7 of the 36 PAD-UFES-20 test
     cut-outs for a conjunctiva; a strip cut out on black is analysed when the sender says it is
     one (``--kind conjunctiva``, or the Media's body site). Otherwise the installed conjunctiva
     segmentation network decides; without one, the colour rule stands.
