@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from PIL import Image, ImageFilter
 
 from models.intake import DecodedPhoto
+from models.quality import ANALYSIS_LONG_SIDE
 
 # Brightest channel at or below this: part of a black surround (JPEG ringing into the black).
 DARK: Final = 30
@@ -34,8 +35,6 @@ MIN_BLACK_SHARE: Final = 0.9
 MIN_SURROUND: Final = 0.25
 MIN_EDGE: Final = 0.5
 MIN_INSIDE: Final = 0.01
-# Recognised on a copy whose long side is at most this (the quality gate's own analysis size).
-SIDE: Final = 512
 
 
 def inside_black_surround(pixels: NDArray[np.uint8]) -> NDArray[np.bool_]:
@@ -95,7 +94,8 @@ def as_cut_out(photo: DecodedPhoto) -> DecodedPhoto:
     if photo.alpha is not None:
         return photo
     width, height = photo.pixels.size
-    scale = min(1.0, SIDE / max(width, height))
+    # Recognised on a copy the size of the quality gate's own analysis copy.
+    scale = min(1.0, ANALYSIS_LONG_SIDE / max(width, height))
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     # Nearest neighbour keeps the black exact, which averaging would not at the cut-out's edge.
     small = photo.pixels if scale == 1.0 else photo.pixels.resize(size, Image.Resampling.NEAREST)

@@ -137,29 +137,32 @@ def _decode_and_gate(
 def gate(decoded: DecodedPhoto, expected: PhotoKind | None, thresholds: QualityThresholds) -> GatedPhoto:
     """The quality gate, and which kind of photo this is (the expected one, else what it shows).
 
-    A cut-out on black is judged, and analysed, as the cut-out on transparency it is.
+    A cut-out on black is judged, and analysed, as the cut-out on transparency it is; asked
+    "auto", it is a lesion cut-out: the eyelid network, trained on whole eyelid photos, took the
+    red lesion of 7 of the 36 PAD-UFES-20 test cut-outs for a conjunctiva. A strip cut out on
+    black is analysed as one when the sender says so (``--kind conjunctiva``, or the Media's
+    body site).
     """
     photo = as_cut_out(decoded)
+    on_black = photo is not decoded
     verdict = assess_quality(photo, thresholds, expected=expected)
-    if expected is None and verdict.content_found == "conjunctiva" and not _shows_an_eyelid(photo, decoded):
+    if (
+        expected is None
+        and verdict.content_found == "conjunctiva"
+        and (on_black or not _shows_an_eyelid(photo))
+    ):
         # Colour alone takes a red rash for mucosa; the conjunctiva network looked and found none.
         verdict = assess_quality(photo, thresholds, expected="skin")
     kind: PhotoKind = expected or verdict.content_found or "skin"
     return GatedPhoto(photo, kind, verdict)
 
 
-def _shows_an_eyelid(photo: DecodedPhoto, sent: DecodedPhoto) -> bool:
+def _shows_an_eyelid(photo: DecodedPhoto) -> bool:
     """``--kind auto``: does a photo whose colours say "conjunctiva" really show one?
 
-    A pre-cropped strip (transparent background) is conjunctiva by construction. A cut-out on
-    black (``photo`` is ``sent`` with its black as transparency) is a lesion cut-out: the eyelid
-    network, trained on whole eyelid photos, took the red lesion of 7 of the 36 PAD-UFES-20 test
-    cut-outs for a conjunctiva; a strip cut out on black is analysed when the sender says it is
-    one (``--kind conjunctiva``, or the Media's body site). Otherwise the installed conjunctiva
-    segmentation network decides; without one, the colour rule stands.
+    A pre-cropped strip (transparent background) is conjunctiva by construction. Otherwise the
+    installed conjunctiva segmentation network decides; without one, the colour rule stands.
     """
-    if photo is not sent:
-        return False
     if photo.alpha is not None:
         return True
     # Imported here: a worker that is never asked "auto" never loads the Hb localiser.
