@@ -39,7 +39,7 @@ from tests.postgres import ThrowawayCluster, _binaries, throwaway_cluster  # noq
 from tests.redis_server import running_redis_server  # noqa: E402
 from tests.workers.conftest import Stack  # noqa: E402
 from tests.workers.fhir_proxy import running_proxy  # noqa: E402
-from workers.jobs import Job  # noqa: E402
+from workers.job_records import Job  # noqa: E402
 
 PRODUCTION = ("job_lease_s", "worker_heartbeat_s", "broker_visibility_timeout_s", "broker_restore_interval_s")
 

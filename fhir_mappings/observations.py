@@ -1,9 +1,10 @@
 """Results → Observations: TIS, condition probabilities, tumour, Hb estimate, photo quality, "not performed".
 
-Every Observation carries the FHIR.md contract: ``meta.security`` AIAST, ``status``
-preliminary, category imaging, subject/encounter from the photo, ``effectiveDateTime`` = when
-the photo was taken (its own offset), ``issued``, ``derivedFrom`` the photo, ``device`` the
-model (or Photomarker for its own checks) and an idempotency ``identifier``.
+One builder per kind of result, plus the identifier key each result is filed under (the Bundle
+indexes and links results by them). The parts every Observation shares — the FHIR.md contract
+(AIAST, preliminary, imaging, subject/encounter, effective/issued, derivedFrom, device,
+identifier), model provenance, heat-map links, abstention wording and value helpers — live in
+``fhir_mappings.observation_parts``.
 
 Decisions worth knowing:
 - The Hb prediction interval is a *component* (``valueRange``), not ``referenceRange``:
@@ -12,8 +13,6 @@ Decisions worth knowing:
   ``referenceRange`` carries the WHO anaemia cut-off instead, when the patient's facts give one.
 - An abstaining model's numbers are kept (the spread is the point), but ``interpretation`` says
   "No conclusion (model abstained)" and a note says not to rely on them; no L/N is given.
-- A heat map that explains a result is linked from the Observation with the core
-  ``workflow-supportingInfo`` extension (R4 Observation has no element for it).
 """
 
 from __future__ import annotations
@@ -22,17 +21,24 @@ from collections.abc import Sequence
 from typing import Any
 
 from fhir_mappings import codes, idempotency
-from fhir_mappings.context import ResultContext, fhir_datetime
+from fhir_mappings.context import ResultContext
 from fhir_mappings.device import model_device_full_url, software_device_full_url
-from fhir_mappings.validation import Resource, validate_resource
+from fhir_mappings.observation_parts import (
+    abstained,
+    add_model_parts,
+    body_site,
+    class_components,
+    finish,
+    g_dl,
+    observation,
+    probability,
+)
+from fhir_mappings.validation import Resource
 from fhir_mappings.wording import percent
 from models.anaemia import anaemia_cutoff, is_anaemic
 from models.results import (
-    Abstention,
     AnalysisName,
     AnalysisNotPerformed,
-    ClassProbability,
-    Concept,
     ConditionProbabilities,
     HbEstimate,
     ModelInfo,
@@ -79,102 +85,6 @@ def full_url(key: str) -> str:
     return f"urn:uuid:{key}"
 
 
-# --- shared parts ------------------------------------------------------------------------------
-
-
-def _observation(
-    ctx: ResultContext, *, code: dict[str, Any], key: str, device_ref: str, status: str = "preliminary"
-) -> Resource:
-    obs: Resource = {
-        "resourceType": "Observation",
-        "meta": {"security": [dict(codes.AIAST)]},
-        "identifier": [{"system": codes.result_identifier_system(ctx.canonical), "value": key}],
-        "status": status,
-        "category": [{"coding": [dict(codes.CATEGORY_IMAGING)]}],
-        "code": code,
-    }
-    if ctx.photo.subject:
-        obs["subject"] = {"reference": ctx.photo.subject}
-    if ctx.photo.encounter:
-        obs["encounter"] = {"reference": ctx.photo.encounter}
-    if ctx.photo.taken_at is not None:
-        obs["effectiveDateTime"] = fhir_datetime(ctx.photo.taken_at)
-    obs["issued"] = ctx.issued_instant
-    obs["device"] = {"reference": device_ref}
-    obs["derivedFrom"] = [{"reference": source} for source in ctx.sources]
-    return obs
-
-
-def _model_parts(obs: Resource, model: ModelInfo, notes: list[str], supporting: Sequence[str]) -> None:
-    """What every model result adds: method, reference-model warning, notes, heat-map links."""
-    obs["method"] = {"text": f"AI analysis of a photograph by {model.display_name} {model.version}"}
-    if model.reference_only:
-        notes = [
-            f"{codes.REFERENCE_ONLY_TEXT}: produced by {model.display_name} {model.version}, "
-            "a reference model (its model card says why: synthetic training data or "
-            "performance short of clinical use).",
-            *notes,
-        ]
-    if notes:
-        obs["note"] = [{"text": text} for text in notes]
-    if supporting:
-        obs["extension"] = [
-            {
-                "url": codes.EXT_SUPPORTING_INFO,
-                "valueReference": {"reference": ref, "display": "Heat map explaining this result"},
-            }
-            for ref in supporting
-        ]
-
-
-def _probability(value: float) -> dict[str, Any]:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"a probability must be within 0–1, got {value}")
-    return {"value": round(value, 4), "unit": "1", "system": codes.UCUM, "code": "1"}
-
-
-def _g_dl(value: float) -> dict[str, Any]:
-    return {"value": round(value, 1), "unit": "g/dL", "system": codes.UCUM, "code": "g/dL"}
-
-
-def _body_site(ctx: ResultContext, own: Concept | None) -> dict[str, Any] | None:
-    # The sender's bodySite (with their own words for it) wins over the body-part model's guess:
-    # they saw the patient.
-    if ctx.photo.body_site:
-        return codes.site_codeable(ctx.photo.body_site, ctx.photo.body_site_text, ctx.canonical)
-    return codes.concept_codeable(own, ctx.canonical) if own else None
-
-
-def _abstention(abstention: Abstention, ctx: ResultContext, what: str) -> tuple[dict[str, Any], str]:
-    """(interpretation, note) saying plainly that the model declined to conclude."""
-    details = [abstention.reason]
-    if abstention.spread is not None:
-        details.append(f"spread {abstention.spread:.3g}")
-    if abstention.ood_score is not None:
-        details.append(f"out-of-distribution score {abstention.ood_score:.3g}")
-    reason = "; ".join(details)
-    interpretation = codes.local_codeable(
-        "model-abstained", ctx.canonical, f"No conclusion: the model abstained ({reason})"
-    )
-    return interpretation, f"The model abstained ({reason}). Do not rely on {what}."
-
-
-def _class_components(classes: Sequence[ClassProbability], ctx: ResultContext) -> list[dict[str, Any]]:
-    ordered = sorted(classes, key=lambda c: c.probability, reverse=True)
-    return [
-        {
-            "code": codes.concept_codeable(c.concept, ctx.canonical),
-            "valueQuantity": _probability(c.probability),
-        }
-        for c in ordered
-    ]
-
-
-def _finish(obs: Resource) -> Resource:
-    validate_resource(obs)
-    return obs
-
-
 # --- the result builders -----------------------------------------------------------------------
 
 
@@ -187,7 +97,7 @@ def build_tis_observation(
     supporting: Sequence[str] = (),
 ) -> Resource:
     """Three Item Severity: total 0–9, one component per item, band as interpretation."""
-    obs = _observation(
+    obs = observation(
         ctx,
         code=codes.local_codeable("tis", ctx.canonical),
         key=model_result_key(ctx, model, "tis"),
@@ -197,12 +107,12 @@ def build_tis_observation(
     notes: list[str] = []
     if score.abstention is not None:
         # The band would read as a conclusion; an abstained score says it is none.
-        interpretation, note = _abstention(score.abstention, ctx, "this score")
+        interpretation, note = abstained(score.abstention, ctx, "this score")
         obs["interpretation"] = [interpretation]
         notes.append(note)
     else:
         obs["interpretation"] = [codes.local_codeable(f"tis-{score.band.value}", ctx.canonical)]
-    site = _body_site(ctx, score.body_site)
+    site = body_site(ctx, score.body_site)
     if site:
         obs["bodySite"] = site
     obs["component"] = [
@@ -215,8 +125,8 @@ def build_tis_observation(
     ]
     if score.lesion_count > 1:
         notes.append(f"Lesions assessed: {score.lesion_count}.")
-    _model_parts(obs, model, notes, supporting)
-    return _finish(obs)
+    add_model_parts(obs, model, notes, supporting)
+    return finish(obs)
 
 
 def build_condition_observation(
@@ -230,7 +140,7 @@ def build_condition_observation(
     """A classifier panel: no value, one probability component per class (highest first)."""
     if not panel.classes:
         raise ValueError("a condition panel needs at least one class")
-    obs = _observation(
+    obs = observation(
         ctx,
         code=codes.local_codeable(codes.ANALYSIS_CODES[panel.panel], ctx.canonical),
         key=model_result_key(ctx, model, panel.panel),
@@ -238,7 +148,7 @@ def build_condition_observation(
     )
     notes: list[str] = []
     if panel.abstention is not None:
-        interpretation, note = _abstention(panel.abstention, ctx, "these probabilities")
+        interpretation, note = abstained(panel.abstention, ctx, "these probabilities")
         obs["interpretation"] = [interpretation]
         notes.append(note)
     elif panel.panel == "skin-diagnosis":
@@ -254,12 +164,12 @@ def build_condition_observation(
         ]
     if panel.lesion_count > 1:
         notes.append(f"Lesions assessed: {panel.lesion_count} (probabilities weighted by lesion area).")
-    site = _body_site(ctx, panel.body_site)
+    site = body_site(ctx, panel.body_site)
     if site:
         obs["bodySite"] = site
-    obs["component"] = _class_components(panel.classes, ctx)
-    _model_parts(obs, model, notes, supporting)
-    return _finish(obs)
+    obs["component"] = class_components(panel.classes, ctx)
+    add_model_parts(obs, model, notes, supporting)
+    return finish(obs)
 
 
 def build_tumour_observation(
@@ -271,16 +181,16 @@ def build_tumour_observation(
     supporting: Sequence[str] = (),
 ) -> Resource:
     """Probability of malignancy as the value, one probability component per tumour type."""
-    obs = _observation(
+    obs = observation(
         ctx,
         code=codes.local_codeable("skin-tumour-malignancy", ctx.canonical),
         key=model_result_key(ctx, model, "skin-tumour"),
         device_ref=device_ref or model_device_full_url(model),
     )
-    obs["valueQuantity"] = _probability(assessment.malignancy_probability)
+    obs["valueQuantity"] = probability(assessment.malignancy_probability)
     notes: list[str] = []
     if assessment.abstention is not None:
-        interpretation, note = _abstention(assessment.abstention, ctx, "these probabilities")
+        interpretation, note = abstained(assessment.abstention, ctx, "these probabilities")
         obs["interpretation"] = [interpretation]
         notes.append(note)
     elif assessment.types:
@@ -288,13 +198,13 @@ def build_tumour_observation(
         obs["interpretation"] = [
             {"text": f"Most likely type: {top.concept.display} (probability {percent(top.probability)})"}
         ]
-    site = _body_site(ctx, assessment.body_site)
+    site = body_site(ctx, assessment.body_site)
     if site:
         obs["bodySite"] = site
     if assessment.types:
-        obs["component"] = _class_components(assessment.types, ctx)
-    _model_parts(obs, model, notes, supporting)
-    return _finish(obs)
+        obs["component"] = class_components(assessment.types, ctx)
+    add_model_parts(obs, model, notes, supporting)
+    return finish(obs)
 
 
 def build_hb_observation(
@@ -314,17 +224,17 @@ def build_hb_observation(
     if ctx.hb_add_loinc_718_7:
         # A site setting: LOINC 718-7 is a blood test, so it is never added by default.
         code["coding"].append(dict(codes.LOINC_HB_BLOOD))
-    obs = _observation(
+    obs = observation(
         ctx,
         code=code,
         key=model_result_key(ctx, model, "hb"),
         device_ref=device_ref or model_device_full_url(model),
     )
-    obs["valueQuantity"] = _g_dl(estimate.g_dl)
+    obs["valueQuantity"] = g_dl(estimate.g_dl)
     notes: list[str] = []
     cutoff = anaemia_cutoff(ctx.patient_facts)
     if estimate.abstention is not None:
-        interpretation, note = _abstention(estimate.abstention, ctx, "this estimate")
+        interpretation, note = abstained(estimate.abstention, ctx, "this estimate")
         obs["interpretation"] = [interpretation]
         notes.append(note)
     else:
@@ -338,7 +248,7 @@ def build_hb_observation(
     if cutoff is not None:
         obs["referenceRange"] = [
             {
-                "low": _g_dl(cutoff),
+                "low": g_dl(cutoff),
                 "text": f"WHO: haemoglobin below {cutoff:g} g/dL is anaemia for this patient",
             }
         ]
@@ -349,15 +259,15 @@ def build_hb_observation(
             "code": codes.local_codeable(
                 "prediction-interval", ctx.canonical, f"{level} prediction interval"
             ),
-            "valueRange": {"low": _g_dl(estimate.low), "high": _g_dl(estimate.high)},
+            "valueRange": {"low": g_dl(estimate.low), "high": g_dl(estimate.high)},
         }
     ]
     notes.append(
         f"Estimated from a photograph, not a blood test; {level} prediction interval "
         f"{estimate.low:.1f}–{estimate.high:.1f} g/dL."
     )
-    _model_parts(obs, model, notes, supporting)
-    return _finish(obs)
+    add_model_parts(obs, model, notes, supporting)
+    return finish(obs)
 
 
 def build_result_observation(
@@ -385,7 +295,7 @@ def build_quality_observation(
     verdict: QualityVerdict, ctx: ResultContext, *, device_ref: str | None = None
 ) -> Resource:
     """Acceptable / retake, one component per check with its value, threshold and advice."""
-    obs = _observation(
+    obs = observation(
         ctx,
         code=codes.local_codeable("photo-quality", ctx.canonical),
         key=quality_key(ctx),
@@ -423,14 +333,14 @@ def build_quality_observation(
         notes.append("Please retake the photo" + (": " + " ".join(advice) if advice else "."))
     if notes:
         obs["note"] = [{"text": text} for text in notes]
-    return _finish(obs)
+    return finish(obs)
 
 
 def build_not_performed_observation(
     item: AnalysisNotPerformed, ctx: ResultContext, *, device_ref: str | None = None
 ) -> Resource:
     """An analysis that was asked for and could not run: cancelled, never a value."""
-    obs = _observation(
+    obs = observation(
         ctx,
         code=codes.local_codeable(codes.ANALYSIS_CODES[item.analysis], ctx.canonical),
         key=not_performed_key(ctx, item.analysis),
@@ -439,4 +349,4 @@ def build_not_performed_observation(
     )
     obs["dataAbsentReason"] = {"coding": [dict(codes.NOT_PERFORMED)], "text": "Not performed"}
     obs["note"] = [{"text": item.reason}]
-    return _finish(obs)
+    return finish(obs)

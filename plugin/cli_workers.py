@@ -24,7 +24,8 @@ from plugin.settings import Settings
 from plugin.worker_main import quiet_http_loggers, run_worker
 
 if TYPE_CHECKING:
-    from workers.jobs import JobStatus, JobStore
+    from workers.job_records import JobStatus
+    from workers.jobs import JobStore
 
 log = logging.getLogger(__name__)
 

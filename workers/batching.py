@@ -38,8 +38,9 @@ from workers.celery_app import Services
 from workers.fetch import photo_bytes
 from workers.fhir_client import FhirClient, RetryPolicy
 from workers.footage import AnyRequest, SeriesRequest, analyse_requests
+from workers.job_records import Job, job_audit_record
 from workers.job_resources import requester_of, series_references, written_references
-from workers.jobs import Job, JobStore, job_audit_record
+from workers.jobs import JobStore
 from workers.liveness import LeaseKeeper, worker_id
 from workers.progress import FrameCallback, ProgressBoard
 from workers.writeback import (

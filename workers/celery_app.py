@@ -32,7 +32,8 @@ from models.results import PhotoKind
 from plugin.settings import Settings
 from workers.broker import outage_retries
 from workers.credentials import CredentialStore
-from workers.jobs import Job, JobStore
+from workers.job_records import Job
+from workers.jobs import JobStore
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fhir_mappings.inputs import check_declared_hash
+from fhir_mappings.attachments import check_declared_hash
 from fhir_mappings.photo import Photo
 from models.errors import BinaryUnavailable, PhotoTooLarge
 from workers.fhir_client import FhirClient

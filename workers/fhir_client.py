@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from fhir_mappings.inputs import binary_reference
+from fhir_mappings.attachments import binary_reference
 from models.errors import BadBase64, FhirServerError, FhirServerUnavailable, PhotoTooLarge
 
 log = logging.getLogger(__name__)

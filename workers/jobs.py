@@ -12,6 +12,9 @@ on them. The lease is short and renewed by a thread while the batch runs; when i
 worker died), any worker's reaper (``workers.liveness``) puts the jobs back in the queue and
 re-sends their messages. Only the lease holder can finish a job, so a worker that lost its lease
 to a takeover cannot record a result twice.
+
+The records the store reads and writes (``Job``, ``NewJob``, ``Claim``) and the audit record of
+a job are in ``workers.job_records``; the tables are in ``workers.job_schema``.
 """
 
 from __future__ import annotations
@@ -20,9 +23,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any
 
 from sqlalchemy import (
     and_,
@@ -36,67 +37,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from audit.engine import WRITE_OPTION, make_engine
-from audit.record import AuditAction, AuditOutcome, AuditRecord
+from workers.job_records import Claim, Job, JobStatus, NewJob, job_from_row
 from workers.job_schema import jobs, metadata
 
-JobStatus = Literal["queued", "running", "done", "failed"]
-TERMINAL: tuple[JobStatus, ...] = ("done", "failed")
 # pg_advisory_xact_lock key held while creating tables, so processes starting together create once.
 _CREATE_LOCK_KEY = 0x6A6F6273  # "jobs"
-
-@dataclass(frozen=True)
-class Job:
-    """One job as stored."""
-
-    id: str
-    status: JobStatus
-    queue: str
-    kind: str
-    fhir_base: str | None
-    reference: str | None
-    resource: str | None
-    credential: str | None
-    requested_by: str
-    patient: str | None
-    batch_owner: str | None
-    worker: str | None
-    lease_until: float | None
-    attempts: int
-    transient_failures: int
-    error_code: str | None
-    error_message: str | None
-    written: tuple[str, ...]
-    result_bundle: dict[str, Any] | None
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
-
-    @property
-    def finished(self) -> bool:
-        return self.status in TERMINAL
-
-
-@dataclass(frozen=True)
-class NewJob:
-    """What the API knows when it accepts a job."""
-
-    id: str
-    queue: str
-    kind: str
-    requested_by: str
-    fhir_base: str | None = None
-    reference: str | None = None
-    resource: str | None = None
-    credential: str | None = None
-    patient: str | None = None
-
-
-@dataclass(frozen=True)
-class Claim:
-    """What a message may work on now: its batch, or the time another worker's lease ends."""
-
-    jobs: tuple[Job, ...] = ()
-    lease_held_until: float | None = None
 
 
 class JobStore:
@@ -175,7 +120,7 @@ class JobStore:
     def get(self, job_id: str) -> Job | None:
         with self._engine.connect() as connection:
             row = connection.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
-        return _job(row) if row is not None else None
+        return job_from_row(row) if row is not None else None
 
     def list_jobs(self, *, status: JobStatus | None = None, limit: int = 50) -> list[Job]:
         """Newest first."""
@@ -183,7 +128,7 @@ class JobStore:
         if status is not None:
             query = query.where(jobs.c.status == status)
         with self._engine.connect() as connection:
-            return [_job(row) for row in connection.execute(query).mappings()]
+            return [job_from_row(row) for row in connection.execute(query).mappings()]
 
     def counts(self) -> dict[str, int]:
         query = select(jobs.c.status, func.count()).group_by(jobs.c.status)
@@ -228,7 +173,7 @@ class JobStore:
             if fresh and len(members) < max_jobs:
                 self._claim_queued(connection, owner_id, owner.queue, max_jobs - len(members))
             self._lease(connection, owner_id, worker, now + lease_s, count_attempt=True, now=now)
-            return Claim(tuple(_job(row) for row in self._members(connection, owner_id)))
+            return Claim(tuple(job_from_row(row) for row in self._members(connection, owner_id)))
 
     def claim_more(self, owner_id: str, *, worker: str, lease_s: float, limit: int) -> tuple[Job, ...]:
         """Up to ``limit`` more queued jobs for a batch that is still filling (micro-batching)."""
@@ -244,7 +189,7 @@ class JobStore:
                 return ()
             self._lease(connection, owner_id, worker, now + lease_s, count_attempt=True, now=now, only=ids)
             rows = connection.execute(select(jobs).where(jobs.c.id.in_(ids))).mappings().all()
-            return tuple(_job(row) for row in rows)
+            return tuple(job_from_row(row) for row in rows)
 
     def renew(self, owner_id: str, *, worker: str, lease_s: float) -> int:
         """Keep the lease of a batch that is still being worked on; returns how many jobs ``worker``
@@ -272,7 +217,7 @@ class JobStore:
         """Running jobs whose lease has run out: their worker died, or their retry was never taken up."""
         query = select(jobs).where(jobs.c.status == "running", jobs.c.lease_until < self.now())
         with self._engine.connect() as connection:
-            return [_job(row) for row in connection.execute(query).mappings()]
+            return [job_from_row(row) for row in connection.execute(query).mappings()]
 
     def _members(self, connection: Connection, owner_id: str) -> Sequence[RowMapping]:
         query = select(jobs).where(jobs.c.batch_owner == owner_id, jobs.c.status == "running")
@@ -417,61 +362,4 @@ class JobStore:
             )
         )
         with self._engine.connect() as connection:
-            return [_job(row) for row in connection.execute(query).mappings()]
-
-
-def _job(row: RowMapping) -> Job:
-    written = json.loads(row["written"]) if row["written"] else []
-    bundle = json.loads(row["result_bundle"]) if row["result_bundle"] else None
-    return Job(
-        id=row["id"],
-        status=cast(JobStatus, row["status"]),
-        queue=row["queue"],
-        kind=row["kind"],
-        fhir_base=row["fhir_base"],
-        reference=row["reference"],
-        resource=row["resource"],
-        credential=row["credential"],
-        requested_by=row["requested_by"],
-        patient=row["patient"],
-        batch_owner=row["batch_owner"],
-        worker=row["worker"],
-        lease_until=row["lease_until"],
-        attempts=int(row["attempts"] or 0),
-        transient_failures=int(row["transient_failures"] or 0),
-        error_code=row["error_code"],
-        error_message=row["error_message"],
-        written=tuple(str(ref) for ref in written),
-        result_bundle=bundle,
-        created_at=float(row["created_at"]),
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-    )
-
-
-def job_audit_record(
-    job: Job,
-    what: str,
-    outcome: AuditOutcome,
-    *,
-    reason: str | None = None,
-    entities: tuple[str, ...] = (),
-    source_ip: str | None = None,
-) -> AuditRecord:
-    """``job.<what>``: who asked, for which patient and photo, how it ended and why."""
-    photo = (job.reference,) if job.reference else ()
-    return AuditRecord(
-        event=f"job.{what}",
-        action=AuditAction.EXECUTE,
-        recorded=datetime.now().astimezone(),
-        outcome=outcome,
-        outcome_reason=reason,
-        agent_who=job.requested_by,
-        source_ip=source_ip,
-        patient=job.patient,
-        entities=(job_urn(job.id), *photo, *entities),
-    )
-
-
-def job_urn(job_id: str) -> str:
-    return f"urn:photomarker:job:{job_id}"
+            return [job_from_row(row) for row in connection.execute(query).mappings()]

@@ -24,7 +24,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from audit.record import AuditOutcome
-from fhir_mappings.inputs import InputContext, check_declared_hash, photo_from_resource
+from fhir_mappings.attachments import check_declared_hash
+from fhir_mappings.inputs import InputContext, photo_from_resource
 from fhir_mappings.photo import Photo
 from models.errors import (
     BinaryUnavailable,
@@ -44,7 +45,7 @@ from models.intake import IntakeLimits, check_declared_pixels
 from models.video_container import VideoLimits, check_video_header, is_video_type, looks_like_video
 from plugin.api.tokens import ApiTokens
 from workers.celery_app import Services, celery_for, enqueue, queue_for, services
-from workers.jobs import Job, NewJob, job_audit_record
+from workers.job_records import Job, NewJob, job_audit_record
 from workers.progress import Progress, ProgressBoard
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from plugin.smart.store import Run
 from workers.celery_app import celery_for, enqueue, queue_for, services
 from workers.fetch import photo_bytes
 from workers.fhir_client import FhirClient
-from workers.jobs import Job, NewJob, job_audit_record
+from workers.job_records import Job, NewJob, job_audit_record
 from workers.writeback import check_one_body_site
 
 log = logging.getLogger(__name__)

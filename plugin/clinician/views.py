@@ -2,7 +2,7 @@
 
 Every page needs the launch's id in its URL *and* the browser cookie of the launch, so one browser
 can hold launches for several patients side by side (tabs) without ever mixing them up. Analyse
-creates jobs exactly as the jobs API does (``workers.jobs.NewJob``, an encrypted credential, a
+creates jobs exactly as the jobs API does (``workers.job_records.NewJob``, an encrypted credential, a
 references-only message); with write scopes the workers read the photo and write the results
 with the clinician's own token, without them the photo travels inline in the job and the result
 Bundle is kept in the job store and shown, not saved.
@@ -45,7 +45,7 @@ from plugin.smart import session
 from plugin.smart.store import Launch, Run
 from workers.celery_app import services
 from workers.fhir_client import FhirClient
-from workers.jobs import Job
+from workers.job_records import Job
 from workers.progress import Progress, ProgressBoard
 
 log = logging.getLogger(__name__)

@@ -10,13 +10,8 @@ from typing import Any
 
 import pytest
 
-from fhir_mappings.inputs import (
-    InputContext,
-    binary_reference,
-    check_declared_hash,
-    load_json,
-    photos_from_json,
-)
+from fhir_mappings.attachments import binary_reference, check_declared_hash
+from fhir_mappings.inputs import InputContext, load_json, photos_from_json
 from fhir_mappings.outcome import operation_outcome
 from models import errors
 

@@ -31,8 +31,8 @@ from tests.workers.conftest import FAST, WorkerProcess, small_photo
 from workers.celery_app import services
 from workers.inbox.keys import SigningKey, generate_key
 from workers.inbox.store import InboxStore
+from workers.job_records import Job
 from workers.job_schema import jobs
-from workers.jobs import Job
 
 CLIENT_ID = "photomarker-inbox"
 WRONG_KEY_CLIENT = "photomarker-inbox-wrong-key"

@@ -48,7 +48,7 @@ from workers.inbox.poller import poll_once
 from workers.inbox.runtime import inbox_runtime
 from workers.inbox.store import PhotoVersion, inbox_photos
 from workers.inbox.tasks import inbox_poll
-from workers.jobs import NewJob
+from workers.job_records import NewJob
 
 pytestmark = pytest.mark.fhir_server
 

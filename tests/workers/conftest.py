@@ -28,7 +28,7 @@ from plugin.settings import Settings, load_settings
 from tests.redis_server import RedisServer, running_redis_server
 from tests.workers.fhir_proxy import FhirProxy, running_proxy
 from workers.celery_app import services
-from workers.jobs import Job
+from workers.job_records import Job
 
 REPO = Path(__file__).resolve().parents[2]
 PHOTOMARKER = Path(sys.executable).with_name("photomarker")

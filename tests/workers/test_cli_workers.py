@@ -11,7 +11,8 @@ from click.testing import CliRunner, Result
 
 from plugin.api.tokens import ApiTokens
 from plugin.cli import main
-from workers.jobs import JobStore, NewJob
+from workers.job_records import NewJob
+from workers.jobs import JobStore
 
 
 def run(*args: str) -> Result:

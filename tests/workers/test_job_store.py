@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from tests.postgres import fresh_database, postgres_server
+from workers.job_records import NewJob
 from workers.job_schema import workers
-from workers.jobs import JobStore, NewJob
+from workers.jobs import JobStore
 from workers.liveness import FORGET_AFTER_S, announce, last_worker_seen
 
 

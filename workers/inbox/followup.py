@@ -32,8 +32,8 @@ from workers.celery_app import Services
 from workers.inbox.intake import send_inbox_job
 from workers.inbox.runtime import INBOX_AGENT, InboxRuntime, inbox_record
 from workers.inbox.store import InboxPhoto
+from workers.job_records import Job, NewJob, job_audit_record
 from workers.job_resources import written_references
-from workers.jobs import Job, NewJob, job_audit_record
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ from typing import Any, Literal
 from celery import Celery
 
 from audit.record import AuditOutcome
-from fhir_mappings.inputs import InputContext, is_picture_type, photo_from_resource
+from fhir_mappings.attachments import is_picture_type
+from fhir_mappings.inputs import InputContext, photo_from_resource
 from models.errors import (
     BackendAuthRefused,
     FhirServerError,
@@ -37,7 +38,7 @@ from workers.inbox.notification import PHOTO_TYPES, focus_on_server
 from workers.inbox.rules import InboxRules
 from workers.inbox.runtime import INBOX_AGENT, INBOX_ANALYSE_TASK, InboxRuntime, inbox_record
 from workers.inbox.store import PhotoVersion
-from workers.jobs import Job, NewJob, job_audit_record
+from workers.job_records import Job, NewJob, job_audit_record
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from workers.job_records import TERMINAL
 from workers.job_schema import jobs
-from workers.jobs import TERMINAL, JobStore
+from workers.jobs import JobStore
 
 metadata = MetaData()
 
