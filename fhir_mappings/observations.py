@@ -18,7 +18,7 @@ Decisions worth knowing:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from fhir_mappings import codes, idempotency
 from fhir_mappings.context import ResultContext
@@ -39,14 +39,20 @@ from models.anaemia import anaemia_cutoff, is_anaemic
 from models.results import (
     AnalysisName,
     AnalysisNotPerformed,
+    ClassProbability,
     ConditionProbabilities,
     HbEstimate,
     ModelInfo,
     QualityVerdict,
     TisScore,
     TumourAssessment,
+    suggested_class,
+    weighs_classes,
 )
 
+# How a tumour Observation names the type its model's balanced rule chose (the clinician page
+# keeps this line as it is rather than naming the most likely type itself).
+SUGGESTED_TYPE: Final = "Suggested type:"
 ModelResult = TisScore | ConditionProbabilities | TumourAssessment | HbEstimate
 
 
@@ -194,10 +200,7 @@ def build_tumour_observation(
         obs["interpretation"] = [interpretation]
         notes.append(note)
     elif assessment.types:
-        top = max(assessment.types, key=lambda c: c.probability)
-        obs["interpretation"] = [
-            {"text": f"Most likely type: {top.concept.display} (probability {percent(top.probability)})"}
-        ]
+        obs["interpretation"] = [{"text": _type_named(assessment.types)}]
     site = body_site(ctx, assessment.body_site)
     if site:
         obs["bodySite"] = site
@@ -205,6 +208,22 @@ def build_tumour_observation(
         obs["component"] = class_components(assessment.types, ctx)
     add_model_parts(obs, model, notes, supporting)
     return finish(obs)
+
+
+def _type_named(types: Sequence[ClassProbability]) -> str:
+    """The tumour type the interpretation names, and by which rule (the card's six-class figures
+    are those of the same rule)."""
+    top = max(types, key=lambda c: c.probability)
+    named = suggested_class(types) or top
+    if not weighs_classes(types):
+        return f"Most likely type: {top.concept.display} (probability {percent(top.probability)})"
+    text = f"{SUGGESTED_TYPE} {named.concept.display} (probability {percent(named.probability)}"
+    if named is not top:
+        text += (
+            f"; the most likely is {top.concept.display}, {percent(top.probability)}: rarer types are "
+            "weighed up against how common they were in training, see the model card"
+        )
+    return text + ")"
 
 
 def build_hb_observation(

@@ -35,6 +35,7 @@ from models.results import (
     Steadiness,
     TisScore,
     TumourAssessment,
+    suggested_class,
 )
 
 ModelResult = TisScore | ConditionProbabilities | TumourAssessment | HbEstimate
@@ -179,9 +180,11 @@ def _mean_classes(
 ) -> tuple[tuple[ClassProbability, ...], np.ndarray, np.ndarray]:
     """Weighted mean per class (by code), highest first; also each frame's vector and the mean's."""
     concepts: dict[str, Concept] = {}
+    decision_weights: dict[str, float] = {}
     for classes in panels:
         for item in classes:
             concepts.setdefault(item.concept.code, item.concept)
+            decision_weights.setdefault(item.concept.code, item.decision_weight)
     codes = list(concepts)
     matrix = np.array(
         [
@@ -192,7 +195,10 @@ def _mean_classes(
     w = np.asarray(weights, dtype=float)
     mean = (matrix * w[:, None]).sum(axis=0) / w.sum()
     ordered = sorted(
-        (ClassProbability(concepts[code], float(p)) for code, p in zip(codes, mean, strict=True)),
+        (
+            ClassProbability(concepts[code], float(p), decision_weights[code])
+            for code, p in zip(codes, mean, strict=True)
+        ),
         key=lambda item: item.probability,
         reverse=True,
     )
@@ -200,7 +206,8 @@ def _mean_classes(
 
 
 def _top_display(classes: Sequence[ClassProbability]) -> str:
-    return max(classes, key=lambda c: c.probability).concept.display if classes else "—"
+    named = suggested_class(classes)
+    return named.concept.display if named is not None else "—"
 
 
 def _combine_panels(panels: list[ConditionProbabilities], weights: list[float]) -> _Combined:

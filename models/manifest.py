@@ -60,6 +60,11 @@ class LabelSpec(_Strict):
     system: str | None = None
     # A grouping the result builder needs, e.g. "malignant" / "benign" for tumour types.
     group: str | None = None
+    # The class a result names is the one with the largest probability × this weight. 1 for every
+    # class: the most likely. A classifier trained under a skewed class prior can carry the
+    # weights of a balanced rule (``models.tumour.training.decision_weights``); the probabilities
+    # themselves are never changed by it.
+    decision_weight: float = Field(default=1.0, gt=0)
 
     def concept(self) -> Concept:
         return Concept(code=self.code, display=self.display, system=self.system)

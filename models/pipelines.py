@@ -106,7 +106,7 @@ def condition_result(prediction: Prediction, manifest: ModelManifest) -> Conditi
     probabilities = prediction.probabilities or ()
     classes = sorted(
         (
-            ClassProbability(label.concept(), p)
+            ClassProbability(label.concept(), p, label.decision_weight)
             for label, p in zip(manifest.labels, probabilities, strict=True)
         ),
         key=lambda item: item.probability,

@@ -7,6 +7,7 @@ them) and ``fhir_mappings`` (which turns them into Observations). Codes travel a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
@@ -80,6 +81,19 @@ class TisScore:
 class ClassProbability:
     concept: Concept
     probability: float
+    # The model's weight for naming this class (``LabelSpec.decision_weight``): 1 = most likely wins.
+    decision_weight: float = 1.0
+
+
+def suggested_class(classes: Sequence[ClassProbability]) -> ClassProbability | None:
+    """The class a result names: the largest probability × decision weight (the most likely when
+    every weight is 1, as for every model but one trained under a skewed prior)."""
+    return max(classes, key=lambda c: c.probability * c.decision_weight) if classes else None
+
+
+def weighs_classes(classes: Sequence[ClassProbability]) -> bool:
+    """True when the named class follows a balanced rule rather than the largest probability."""
+    return any(c.decision_weight != 1.0 for c in classes)
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,8 @@ def tumour_recipe(command: Callable[..., None]) -> Callable[..., None]:
         click.option(
             "--augment",
             help="tumour: comma-separated Ehime augmentations "
-            "(rotation,crop,brightness,saturation,blur) or none.",
+            "(rotation,crop,brightness,saturation,blur), optionally scale (zoom ×0.7–1.43 in place "
+            "of crop's 80–100 %), or none.",
         ),
         click.option("--label-smoothing", "label_smoothing", type=click.FloatRange(0, 0.5)),
         click.option("--mixup", type=click.FloatRange(0, 4), help="tumour: mixup Beta(α, α); 0 = off."),
@@ -75,6 +76,14 @@ def tumour_recipe(command: Callable[..., None]) -> Callable[..., None]:
             "--tta",
             "tta_views",
             help="tumour: comma-separated test-time views (identity,rot90,rot180,rot270) [default: all].",
+        ),
+        click.option(
+            "--type-rule",
+            "type_rule",
+            type=click.Choice(["most-likely", "balanced"]),
+            help="tumour: the type a result names: the most likely, or the largest probability ÷ the "
+            "class prior the network was trained under (balanced accuracy's Bayes rule) "
+            "[default: most-likely].",
         ),
         click.option(
             "--checkpoint-dir",
@@ -118,7 +127,7 @@ def train_tumour(
     from models.engine.execution import resolve_execution
     from models.registry import SHIPPED_MODEL_DIR, PackageRequest
     from models.tumour.package import DEFAULT_NAME
-    from models.tumour.training import AUGMENTATIONS, TTA_VIEWS, TumourTrainingConfig
+    from models.tumour.training import AUGMENTATIONS, OPTIONAL_AUGMENTATIONS, TTA_VIEWS, TumourTrainingConfig
     from models.tumour.workflow import run_training
 
     def given(option: str) -> bool:
@@ -154,7 +163,7 @@ def train_tumour(
         parts = tuple(
             p.strip() for p in str(chosen["augment"]).split(",") if p.strip() and p.strip() != "none"
         )
-        unknown = sorted(set(parts) - set(AUGMENTATIONS))
+        unknown = sorted(set(parts) - {*AUGMENTATIONS, *OPTIONAL_AUGMENTATIONS})
         if unknown:
             raise click.BadParameter(f"unknown augmentation {unknown[0]!r}", param_hint="--augment")
         chosen["augment"] = parts

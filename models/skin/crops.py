@@ -174,7 +174,7 @@ class CropModel:
 
 def _classes(manifest: ModelManifest, probabilities: np.ndarray) -> tuple[ClassProbability, ...]:
     pairs = [
-        ClassProbability(label.concept(), float(p))
+        ClassProbability(label.concept(), float(p), label.decision_weight)
         for label, p in zip(manifest.labels, probabilities, strict=True)
     ]
     return tuple(sorted(pairs, key=lambda c: c.probability, reverse=True))

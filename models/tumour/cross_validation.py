@@ -168,7 +168,8 @@ def _fold_file(config: TumourTrainingConfig, k: int) -> Path | None:
     """One file per fold, keyed by everything that changes its outputs (recipe, size, members, seed)."""
     if config.checkpoint_dir is None:
         return None
-    trained = replace(config, tta_views=TTA_VIEWS).describe()  # the views do not change the training
+    # The views and the type rule do not change the training.
+    trained = replace(config, tta_views=TTA_VIEWS, type_rule="most-likely").describe()
     key = hashlib.sha256(f"{trained}|{config.folds}|{config.members}|{config.seed}".encode()).hexdigest()[:16]
     return config.checkpoint_dir / f"tumour-cv-{key}-fold{k}.pt"
 

@@ -57,6 +57,7 @@ def evaluate_tumour(csv_path: Path, loaded: LoadedModel, *, n_resamples: int = 1
         [s.fitzpatrick for s in samples],
         threshold=threshold,
         ack_threshold=ack_threshold,
+        decision_weights=np.array([label.decision_weight for label in manifest.labels]),
         resamples=n_resamples,
     )
     abstained = sum(p.abstention is not None for p in predictions)

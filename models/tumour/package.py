@@ -23,6 +23,7 @@ from models.manifest import (
     AbstentionPolicy,
     Calibration,
     Evaluation,
+    LabelSpec,
     ModelManifest,
     OutputSpec,
     TrainingData,
@@ -130,8 +131,16 @@ def save_tumour_package(
     fold_auroc: list[float],
     comparison: MetadataComparison | None,
     ood: tuple[Tensor, Tensor] | None,
+    *,
+    decision_weights: list[float] | None = None,
 ) -> ModelManifest:
     counts = Counter(s.diagnosis for s in samples)
+    labels: tuple[LabelSpec, ...] = tuple(LABELS)
+    if decision_weights is not None:
+        labels = tuple(
+            label.model_copy(update={"decision_weight": round(weight, 6)})
+            for label, weight in zip(LABELS, decision_weights, strict=True)
+        )
     backbone = _BACKBONE_NAMES.get(config.backbone, config.backbone)
     manifest = ModelManifest(
         name=request.name,
@@ -141,7 +150,7 @@ def save_tumour_package(
         task_description="Type of a skin lesion (BCC, SCC, melanoma, actinic keratosis, seborrhoeic "
         "keratosis, naevus) and malignant vs benign, from a lesion cut-out",
         output=OutputSpec(kind="classifier"),
-        labels=LABELS,
+        labels=labels,
         input=input_spec(config.size),
         architecture=config.architecture(len(members)),
         weights=WeightsSpec(sha256=PENDING_SHA256),
@@ -195,6 +204,26 @@ FIGURES_HEADER: Final = (
     "| | n | positive | AUROC [95% CI] | sensitivity | specificity | balanced accuracy |\n"
     "|---|---|---|---|---|---|---|"
 )
+
+
+def type_rule_text(manifest: ModelManifest, report: TumourReport) -> str:
+    """How the named type is chosen, with the six-class figures of that choice (and of the other)."""
+    plain = f"Six-class accuracy {report.accuracy:.3f}, balanced accuracy {report.balanced_accuracy_6:.3f}."
+    if all(label.decision_weight == 1.0 for label in manifest.labels):
+        return plain + " The type a result names is the most likely one."
+    weights = ", ".join(
+        f"{name} {label.decision_weight:.2f}" for name, label in zip(CLASSES, manifest.labels, strict=True)
+    )
+    return (
+        "The type a result names (\"Suggested type\") is the one with the largest probability × its "
+        f"weight ({weights}): 1 / the class prior the network was trained under (training frequency "
+        "× loss weight), the Bayes rule for balanced accuracy (logit adjustment, Menon et al. 2021). "
+        "Nothing in it is fitted: the recipe and the training labels fix it; the probabilities, and so "
+        "the malignant figures, are untouched. The per-type sensitivities above are those of this rule. "
+        + plain
+        + f" Naming the most likely type instead: accuracy {report.accuracy_most_likely:.3f}, balanced "
+        f"accuracy {report.balanced_accuracy_6_most_likely:.3f}."
+    )
 
 
 def model_card(
@@ -315,7 +344,7 @@ Malignant-vs-benign AUROC inside each held-out fold: {", ".join(f"{a:.3f}" for a
 {FIGURES_HEADER}
 {per_class}
 
-Six-class accuracy {report.accuracy:.3f}, balanced accuracy {report.balanced_accuracy_6:.3f}.
+{type_rule_text(manifest, report)}
 **Melanoma on its own** is the MEL row: {report.per_class["MEL"].n_positive} melanoma photos, so its
 interval is wide; do not read the malignant figures as melanoma performance.
 

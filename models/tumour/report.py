@@ -77,6 +77,10 @@ class TumourReport:
     per_fitzpatrick: dict[str, BinaryFigures]
     accuracy: float
     balanced_accuracy_6: float
+    # The same two figures for the plain largest probability, when the report's types were
+    # suggested by another rule (``decision_weights``); otherwise equal to the two above.
+    accuracy_most_likely: float = float("nan")
+    balanced_accuracy_6_most_likely: float = float("nan")
     # Share of each type's photos called malignant at the operating point: per-type sensitivity
     # for BCC/SCC/MEL (melanoma's own), the false-alarm rate for the benign types.
     called_malignant: dict[str, MetricValue] = field(default_factory=dict)
@@ -93,6 +97,8 @@ class TumourReport:
             "per_fitzpatrick": {k: v.to_json() for k, v in self.per_fitzpatrick.items()},
             "six_class_accuracy": self.accuracy,
             "six_class_balanced_accuracy": self.balanced_accuracy_6,
+            "six_class_accuracy_most_likely": self.accuracy_most_likely,
+            "six_class_balanced_accuracy_most_likely": self.balanced_accuracy_6_most_likely,
             "called_malignant": {k: v.as_dict() for k, v in self.called_malignant.items()},
         }
 
@@ -110,6 +116,7 @@ class TumourReport:
             out[f"{name.lower()}_sensitivity"] = round(figures.metrics["sensitivity"].value, 4)
         out["six_class_accuracy"] = round(self.accuracy, 4)
         out["six_class_balanced_accuracy"] = round(self.balanced_accuracy_6, 4)
+        out["six_class_balanced_accuracy_most_likely"] = round(self.balanced_accuracy_6_most_likely, 4)
         return out
 
     def format_table(self) -> str:
@@ -128,7 +135,9 @@ class TumourReport:
         lines.append("Malignant vs benign by Fitzpatrick type (counts shown):")
         lines += [row(f"type {name}", f) for name, f in self.per_fitzpatrick.items()]
         lines.append(
-            f"6-class accuracy {self.accuracy:.3f}, balanced accuracy {self.balanced_accuracy_6:.3f}"
+            f"6-class accuracy {self.accuracy:.3f}, balanced accuracy {self.balanced_accuracy_6:.3f} "
+            f"(largest probability: {self.accuracy_most_likely:.3f}, "
+            f"{self.balanced_accuracy_6_most_likely:.3f})"
         )
         lines.append(
             "Called malignant at the operating point, by type: "
@@ -145,12 +154,15 @@ def tumour_report(
     *,
     threshold: float | None = None,
     ack_threshold: float | None = None,
+    decision_weights: FloatArray | None = None,
     resamples: int = 1000,
 ) -> TumourReport:
     """Figures for (N, 6) probabilities in :data:`CLASSES` order; thresholds fitted when not given.
 
     ``threshold`` is the malignant (BCC+SCC+MEL) operating point, ``ack_threshold`` the one of the
     second grouping (ACK counted positive); ``evaluate`` passes the package's own, CV fits them.
+    ``decision_weights`` ((6,) or, in CV, each photo's fold's (N, 6)) choose the suggested type as
+    the largest probability × weight; the six-class figures are those of that choice.
     """
     names = np.array(CLASSES)[labels]
     malignant = np.isin(names, list(MALIGNANT))
@@ -163,7 +175,8 @@ def tumour_report(
     with_ack = np.isin(names, list(MALIGNANT_OR_PREMALIGNANT))
     if ack_threshold is None:
         ack_threshold = operating_threshold(with_ack, ack_score)
-    top = probabilities.argmax(1)
+    most_likely = probabilities.argmax(1)
+    top = most_likely if decision_weights is None else (probabilities * decision_weights).argmax(1)
     per_class = {}
     for c, name in enumerate(CLASSES):
         # Sensitivity/specificity at "top class is c": the score is the indicator, threshold 0.5.
@@ -192,7 +205,9 @@ def tumour_report(
                 [g for g, r in zip(groups, rows, strict=True) if r],
                 resamples,
             )
-    recalls = [float((top[labels == c] == c).mean()) for c in range(len(CLASSES)) if (labels == c).any()]
+    present = [c for c in range(len(CLASSES)) if (labels == c).any()]
+    recalls = [float((top[labels == c] == c).mean()) for c in present]
+    recalls_most_likely = [float((most_likely[labels == c] == c).mean()) for c in present]
     called: dict[str, MetricValue] = {}
     for c, name in enumerate(CLASSES):
         rows = labels == c
@@ -213,5 +228,7 @@ def tumour_report(
         per_fitzpatrick=per_type,
         accuracy=float((top == labels).mean()),
         balanced_accuracy_6=float(np.mean(recalls)),
+        accuracy_most_likely=float((most_likely == labels).mean()),
+        balanced_accuracy_6_most_likely=float(np.mean(recalls_most_likely)),
         called_malignant=called,
     )

@@ -41,6 +41,17 @@ _GEOMETRIES: Final = ALL_TTA_VIEWS
 TTA_VIEWS: Final[tuple[TtaView, ...]] = ("identity", "rot90", "rot180", "rot270")
 # The Ehime preprocessing table, one switch per row; "rotation" covers the dihedral views too.
 AUGMENTATIONS: Final = ("rotation", "crop", "brightness", "saturation", "blur")
+# Not in the default recipe: "scale" zooms each crop in or out (×0.7–1.43), so that the network
+# meets a lesion at more shares of its frame than PAD-UFES-20's own (longest side a median 0.44
+# of the frame's, IQR 0.32–0.59); served growth crops sit at one fixed share (bench/crop_scale.py).
+OPTIONAL_AUGMENTATIONS: Final = ("scale",)
+# The sampled field's side as a share of the input's, log-uniform: below 1 zooms in, above 1 zooms
+# out onto the black that surrounds a cut-out anyway.
+SCALE_JITTER: Final = (0.7, 1.43)
+# How the suggested type is chosen from the six probabilities. "most-likely": the largest.
+# "balanced": the largest after dividing each by the class prior the network was trained under
+# (``decision_weights``), the Bayes rule for balanced accuracy; the probabilities stay as they are.
+TYPE_RULES: Final = ("most-likely", "balanced")
 Progress = Callable[[str], None]
 
 
@@ -73,6 +84,8 @@ class TumourTrainingConfig:
     # The test-time views averaged (in CV and in the package); CV always computes all four, so a
     # run with fewer views can reuse another run's fold checkpoints.
     tta_views: tuple[TtaView, ...] = TTA_VIEWS
+    # How the suggested type is chosen (``TYPE_RULES``); changes no training, only the decision.
+    type_rule: str = "most-likely"
 
     @property
     def starts_pretrained(self) -> bool:
@@ -111,6 +124,8 @@ class TumourTrainingConfig:
             parts.append("BatchNorm statistics re-estimated on the clean crops")
         if self.tta_views != TTA_VIEWS:
             parts.append("test-time views: " + ", ".join(self.tta_views))
+        if self.type_rule == "balanced":
+            parts.append("type suggested by the balanced rule (probability ÷ training prior)")
         return "; ".join(parts)
 
 
@@ -131,20 +146,28 @@ def build_network(config: TumourTrainingConfig) -> nn.Module:
 
 
 def augment(x01: Tensor, generator: torch.Generator, parts: tuple[str, ...] = AUGMENTATIONS) -> Tensor:
-    """Ehime-style: dihedral + ±20° rotation, 80–100 % crop, brightness/saturation ±20 %, 3×3 blur."""
+    """Ehime-style: dihedral + ±20° rotation, 80–100 % crop, brightness/saturation ±20 %, 3×3 blur.
+
+    "scale" (optional) widens the crop's 80–100 % to ``SCALE_JITTER`` and replaces it.
+    """
     n = x01.shape[0]
     if "rotation" in parts:
         view = _GEOMETRIES[int(torch.randint(len(_GEOMETRIES), (1,), generator=generator))]
         x01 = apply_geometry(x01, view)
-    if "rotation" in parts or "crop" in parts:
+    if {"rotation", "crop", "scale"} & set(parts):
         # Rotation by ±20° and a crop keeping 80–100 % of the side, as one affine resample.
         angle = (torch.rand(n, generator=generator) - 0.5) * (2 * math.pi / 9)
         scale = 0.8 + 0.2 * torch.rand(n, generator=generator)
         if "rotation" not in parts:
             angle = torch.zeros(n)
-        if "crop" not in parts:
+        if "scale" in parts:
+            low, high = math.log(SCALE_JITTER[0]), math.log(SCALE_JITTER[1])
+            scale = torch.exp(low + (high - low) * torch.rand(n, generator=generator))
+        elif "crop" not in parts:
             scale = torch.ones(n)
-        shift = (torch.rand(n, 2, generator=generator) - 0.5) * 2 * (1 - scale).unsqueeze(1)
+        # The field moves at most as far as it keeps the whole input inside it (zoomed out) or
+        # itself inside the input (zoomed in).
+        shift = (torch.rand(n, 2, generator=generator) - 0.5) * 2 * (1 - scale).abs().unsqueeze(1)
         cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
         theta = torch.stack(
             [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
@@ -170,6 +193,24 @@ def class_weights(labels: Tensor) -> Tensor:
     counts = torch.bincount(labels, minlength=len(CLASSES)).float().clamp_min(1)
     weights = counts.rsqrt()
     return weights / (weights * counts).sum() * counts.sum()
+
+
+def decision_weights(labels: Tensor, config: TumourTrainingConfig) -> Tensor:
+    """Per-type weights of the suggested-type rule: the type with the largest probability × weight.
+
+    "balanced": 1 / the class prior the network was trained under. With loss weights w_c on types
+    of training frequency π_c, a network's posteriors are those of a world where type c has prior
+    ∝ π_c·w_c (√π_c for the 1/√frequency weights; uniform for class-balanced batches). Dividing by
+    that prior before taking the largest is the Bayes rule for balanced accuracy — logit adjustment
+    (Menon et al., "Long-tail learning via logit adjustment", ICLR 2021) — and it needs nothing
+    fitted: the recipe and the training labels fix it. Weights are scaled to a mean of 1.
+    """
+    if config.type_rule == "most-likely" or config.balanced_sampling:
+        return torch.ones(len(CLASSES))
+    counts = torch.bincount(labels, minlength=len(CLASSES)).float().clamp_min(1)
+    trained_prior = counts * class_weights(labels)
+    weights = 1.0 / trained_prior
+    return weights / weights.mean()
 
 
 def _epoch_order(labels: Tensor, balanced: bool, generator: torch.Generator) -> Tensor:

@@ -20,6 +20,7 @@ from models.tumour.report import TumourReport, tumour_report
 from models.tumour.training import (
     Progress,
     TumourTrainingConfig,
+    decision_weights,
     feature_gaussian,
     train_final,
 )
@@ -44,11 +45,16 @@ def run_training(
     labels = np.array([s.label for s in samples])
     calibration, abstention = calibrate(cv, labels, config.tta_views)
     probabilities = aggregate_classifier(cv.logits, calibration.temperature).probabilities.numpy()
+    # Each held-out photo's type is suggested with its own fold's rule (that fold's training labels).
+    weights = np.ones_like(probabilities, dtype=np.float64)
+    for train, test in cv.splits:
+        weights[test] = decision_weights(torch.from_numpy(labels[train]), config).numpy()
     report = tumour_report(
         probabilities.astype(np.float64),
         labels,
         [s.patient_id for s in samples],
         [s.fitzpatrick for s in samples],
+        decision_weights=weights,
         resamples=resamples,
     )
     comparison = compare_with_metadata(
@@ -71,8 +77,19 @@ def run_training(
         members = train_final(samples, x01, config, progress)
         # The OOD Gaussian of the final members, fitted on every training photo.
         ood = feature_gaussian(members, x01, torch.from_numpy(labels), cam_layer(config.backbone))
+        rule = decision_weights(torch.from_numpy(labels), config)
         manifest = save_tumour_package(
-            request, samples, config, calibration, abstention, report, members, cv.fold_auroc, comparison, ood
+            request,
+            samples,
+            config,
+            calibration,
+            abstention,
+            report,
+            members,
+            cv.fold_auroc,
+            comparison,
+            ood,
+            decision_weights=[float(w) for w in rule],
         )
         progress(f"wrote {request.directory} (weights {manifest.weights.sha256[:12]}…)")
         extra["package"] = {

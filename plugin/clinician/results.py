@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from fhir_mappings import codes
+from fhir_mappings.observations import SUGGESTED_TYPE
 from plugin.clinician.wording import day, percent
 
 # The heat map that explains a result (see fhir_mappings.observations).
@@ -192,7 +193,10 @@ def result_view(observation: dict[str, Any], *, link: str | None = None) -> Resu
     if view.frames:
         view.notes = [note for note in view.notes if not _FRAME_NOTE.match(note)]
     top = view.top
-    if top is not None and not view.abstained:
+    named_by_rule = any(text.startswith(SUGGESTED_TYPE) for text in view.interpretation)
+    if top is not None and not view.abstained and not named_by_rule:
+        # The builders' panel sentence is replaced by the page's own wording of the same top class;
+        # a type named by a model's balanced rule is kept as the Observation words it.
         view.interpretation = [text for text in view.interpretation if not _PANEL_TEXT.search(text)]
         view.interpretation.insert(0, f"Most likely: {top.label} ({percent(top.probability)})")
     return view

@@ -45,6 +45,7 @@ SNOMED = "http://snomed.info/sct"
 AD = Concept("24079001", "Atopic dermatitis", SNOMED)
 IMPETIGO = Concept("48277006", "Impetigo", SNOMED)
 BCC = Concept("254701007", "Basal cell carcinoma of skin", SNOMED)
+MEL = Concept("372244006", "Malignant melanoma", SNOMED)
 # The panel as a reader sees it (tags stripped), a newline, then its markup.
 _PANEL = (
     "{% from 'clinician/_result.html' import result_panel with context %}{{ result_panel(item, 'launch') }}"
@@ -105,6 +106,22 @@ def test_tumour_assessment_and_a_reference_model(tmp_path: Path) -> None:
     assert "0.31" not in html
     assert codes.REFERENCE_ONLY_TEXT in html and "Atopiyo TIS heads 1.2.0" in html
     assert "Not saved to the record." in html
+
+
+def test_a_type_named_by_the_balanced_rule_is_shown_as_the_observation_words_it(tmp_path: Path) -> None:
+    # Melanoma was rare in training: its weight lets 0.30 outrank a common type's 0.55.
+    types = (ClassProbability(BCC, 0.55, 0.6), ClassProbability(MEL, 0.30, 3.5))
+    obs = build_tumour_observation(TumourAssessment(0.85, types), sample_model(), sample_context())
+    text = obs["interpretation"][0]["text"]
+    assert text.startswith("Suggested type: Malignant melanoma (probability 30 %")
+    assert "the most likely is Basal cell carcinoma of skin, 55 %" in text
+    seen = unescape(_render(tmp_path, obs).split("\n", 1)[0])
+    assert "Suggested type: Malignant melanoma" in seen and "Most likely:" not in seen
+    # Every weight 1 (every other model): the most likely, worded as before.
+    plain = (ClassProbability(BCC, 0.55), ClassProbability(MEL, 0.30))
+    obs = build_tumour_observation(TumourAssessment(0.85, plain), sample_model(), sample_context())
+    most_likely = "Most likely type: Basal cell carcinoma of skin (probability 55 %)"
+    assert obs["interpretation"] == [{"text": most_likely}]
 
 
 def test_hb_with_interval_and_anaemia_flag(tmp_path: Path) -> None:

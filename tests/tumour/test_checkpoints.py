@@ -42,6 +42,15 @@ def test_a_second_run_reuses_the_saved_folds_and_fewer_test_time_views_are_read_
     assert "--tta identity" in out["command"]
     refused = _train(data, checkpoints, "--tta", "mirror")
     assert refused.exit_code == 2 and "--tta" in refused.output
+    # The type rule changes no training either: the same folds, the same malignant figures.
+    ruled = _train(data, checkpoints, "--type-rule", "balanced")
+    assert ruled.exit_code == 0, ruled.output
+    assert ruled.stderr.count("(from checkpoint)") == 2
+    out = json.loads(ruled.stdout)
+    assert out["auroc"] == before["auroc"] and out["specificity"] == before["specificity"]
+    assert out["six_class_balanced_accuracy_most_likely"] == before["six_class_balanced_accuracy"]
+    assert out["recipe"].endswith("type suggested by the balanced rule (probability ÷ training prior)")
+    assert "--type-rule balanced" in out["command"]
 
 
 def test_a_fold_trained_in_its_own_process_gives_the_full_run_the_same_figures(

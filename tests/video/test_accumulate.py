@@ -96,3 +96,17 @@ def test_sharper_frames_weigh_more_up_to_a_cap() -> None:
     assert quality_weight(verdict(60)) == 1.0
     assert quality_weight(verdict(120)) == 2.0
     assert quality_weight(verdict(6000)) == 3.0
+
+
+def test_a_models_type_weights_survive_accumulation_and_name_each_frame() -> None:
+    # Naevus is common in training (weight 0.5), BCC rarer (weight 2): 0.4 BCC outranks 0.6 naevus.
+    def weighed(bcc: float) -> TumourAssessment:
+        types = (ClassProbability(BCC, bcc, 2.0), ClassProbability(NEV, 1 - bcc, 0.5))
+        return TumourAssessment(malignancy_probability=bcc, types=types)
+
+    (item,) = accumulate(frames(weighed(0.4), weighed(0.35), weighed(0.45)), AccumulationPolicy())
+    result = item.result
+    assert isinstance(result, TumourAssessment)
+    assert {c.concept: c.decision_weight for c in result.types} == {BCC: 2.0, NEV: 0.5}
+    assert [label for _, label in item.steadiness.timeline] == ["Basal cell carcinoma"] * 3
+    assert item.steadiness.agreement == 1.0 and result.abstention is None
