@@ -87,6 +87,11 @@ class TumourTrainingConfig:
     # How the suggested type is chosen (``TYPE_RULES``); changes no training, only the decision.
     type_rule: str = "most-likely"
 
+    def __post_init__(self) -> None:
+        # The CLI offers the same names as a click.Choice (it does not import torch to list them).
+        if self.type_rule not in TYPE_RULES:
+            raise ValueError(f"type_rule must be one of {', '.join(TYPE_RULES)}, not {self.type_rule!r}")
+
     @property
     def starts_pretrained(self) -> bool:
         return self.pretrained and self.backbone in ENCODERS
