@@ -14,6 +14,9 @@ score; write the package; load it back through the registry and run the engine's
 the validation set to fit the temperature and the abstention thresholds; then run them on the
 test and OOD sets for the metrics that go into the manifest and the card. Nothing is typed in
 by hand. Takes a few minutes on a laptop CPU.
+
+Calibration and evaluation through the engine are in ``models.engine.reference_evaluation``; the
+model card is written by ``models.engine.reference_card``.
 """
 
 from __future__ import annotations
@@ -33,34 +36,18 @@ from torch import Tensor
 from torch.nn import functional
 
 from models.engine.architectures import ReferenceCnn
-from models.engine.calibration import (
-    averaged_probabilities,
-    expected_calibration_error,
-    fit_temperature,
-    negative_log_likelihood,
-    quantile_threshold,
-)
-from models.engine.ensemble import aggregate_classifier, fit_feature_gaussian, mahalanobis_score
+from models.engine.ensemble import fit_feature_gaussian
 from models.engine.execution import resolve_execution
 from models.engine.gradcam import ActivationCapture
 from models.engine.network import ensemble_state_dict
-from models.engine.options import EngineOptions
-from models.engine.reference_data import (
-    LABEL_PRESENT,
-    ReferenceSet,
-    Uint8Image,
-    as_photo,
-    ood_photo,
-    reference_set,
-)
-from models.engine.stages import PostProcess, Predict, Prediction, PreProcess, RawOutputs, photo_array
+from models.engine.reference_card import model_card
+from models.engine.reference_data import ReferenceSet, Uint8Image, as_photo, ood_photo, reference_set
+from models.engine.reference_evaluation import calibrate, evaluate
+from models.engine.stages import photo_array
 from models.engine.tta import apply_geometry
-from models.evaluation.metrics import accuracy, auroc
 from models.manifest import (
     ALL_TTA_VIEWS,
-    AbstentionPolicy,
     ArchitectureSpec,
-    Calibration,
     Evaluation,
     InputSpec,
     LabelSpec,
@@ -71,9 +58,7 @@ from models.manifest import (
     TtaSpec,
     WeightsSpec,
 )
-from models.model_stages import model_stages
-from models.registry import PENDING_SHA256, ModelRegistry, save_model_package
-from models.results import ModelInfo
+from models.registry import PENDING_SHA256, save_model_package
 
 log = logging.getLogger("photomarker.reference_train")
 
@@ -89,10 +74,6 @@ EPOCHS: Final = 6
 BATCH: Final = 64
 SEEDS: Final = {"train": 101, "validation": 202, "test": 303, "ood": 404}
 COUNTS: Final = {"train": 2400, "validation": 600, "test": 600, "ood": 200}
-# Abstention thresholds: this quantile of the validation photos' scores (≈1 % abstain per test) …
-ABSTAIN_QUANTILE: Final = 0.99
-# … but a spread threshold never below this: views that agree within 5 probability points agree.
-MIN_SPREAD_THRESHOLD: Final = 0.05
 OOD_KINDS: Final = ("noise", "wall")
 _GEOMETRIES: Final = ALL_TTA_VIEWS
 IMAGENET: Final = Normalisation(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
@@ -202,144 +183,6 @@ def training_features(member: ReferenceCnn, x01: Tensor) -> Tensor:
     return torch.cat(pooled)
 
 
-# --- calibration and evaluation through the engine -----------------------------------------------
-
-
-def raw_outputs(stages: tuple[PreProcess, Predict, PostProcess], images: Uint8Image) -> RawOutputs:
-    """Pre-process and predict ``images`` in chunks; outputs joined along the photo axis."""
-    pre, predict, _ = stages
-    parts = [
-        predict(pre([as_photo(image) for image in images[start : start + 32]]))
-        for start in range(0, len(images), 32)
-    ]
-    return RawOutputs(
-        outputs=torch.cat([part.outputs for part in parts], dim=2),
-        features=torch.cat([part.features for part in parts], dim=1),
-        cams=None,
-        boxes=tuple(box for part in parts for box in part.boxes),
-    )
-
-
-def engine_stages(directory: Path) -> tuple[PreProcess, Predict, PostProcess]:
-    """The package as the registry loads it (hash checked), through the engine's composition."""
-    loaded = ModelRegistry([directory.parent]).load(directory.name)
-    options = EngineOptions(device="cpu", heatmaps=False)
-    pre, predict, post = model_stages(loaded, resolve_execution("cpu"), options)
-    if not (isinstance(pre, PreProcess) and isinstance(predict, Predict) and isinstance(post, PostProcess)):
-        raise TypeError("model_stages no longer returns pre_process, predict, post_process")
-    return pre, predict, post
-
-
-def calibrate(directory: Path, validation: ReferenceSet) -> tuple[Calibration, AbstentionPolicy]:
-    pre, predict, post = engine_stages(directory)
-    raw = raw_outputs((pre, predict, post), validation.images)
-    labels = torch.from_numpy(validation.labels)
-    fit = fit_temperature(raw.outputs, labels)
-    spread = aggregate_classifier(raw.outputs, fit.temperature).spread.numpy()
-    if post.ood is None:
-        raise ValueError("the package has no OOD statistics to calibrate")
-    ood = mahalanobis_score(raw.features, *post.ood).numpy()
-    described = f"validation set ({len(labels)} generated patches, seed {SEEDS['validation']}), all TTA views"
-    calibration = Calibration(
-        temperature=round(fit.temperature, 6),
-        fitted_on=described,
-        nll_before=round(fit.nll_before, 6),
-        nll_after=round(fit.nll_after, 6),
-    )
-    policy = AbstentionPolicy(
-        max_spread=round(max(quantile_threshold(spread, ABSTAIN_QUANTILE), MIN_SPREAD_THRESHOLD), 6),
-        max_ood=round(quantile_threshold(ood, ABSTAIN_QUANTILE), 6),
-        ood_method="feature-mahalanobis",
-        rule=f"each threshold is the {ABSTAIN_QUANTILE:.0%} quantile of that score on the {described} "
-        f"(the spread threshold at least {MIN_SPREAD_THRESHOLD:g})",
-    )
-    return calibration, policy
-
-
-def evaluate(directory: Path, test: ReferenceSet, ood: dict[str, Uint8Image]) -> dict[str, float]:
-    stages = engine_stages(directory)
-    raw = raw_outputs(stages, test.images)
-    predictions = stages[2](raw)
-    labels = test.labels
-    probs = np.array([p.probabilities for p in predictions], dtype=np.float64)
-    abstained = np.array([p.abstention is not None for p in predictions])
-    predicted = probs.argmax(1)
-    uncalibrated = averaged_probabilities(raw.outputs).numpy()
-    metrics = {
-        "test_accuracy": float(accuracy(labels.astype(np.float64), predicted.astype(np.float64))),
-        "test_auroc": float(auroc((labels == LABEL_PRESENT).astype(np.float64), probs[:, LABEL_PRESENT])),
-        "test_nll": negative_log_likelihood(torch.from_numpy(probs), torch.from_numpy(labels)),
-        "test_ece": expected_calibration_error(probs, labels),
-        "test_ece_before_temperature": expected_calibration_error(uncalibrated, labels),
-        "test_abstention_rate": float(abstained.mean()),
-        "test_accuracy_when_not_abstaining": float(
-            accuracy(labels[~abstained].astype(np.float64), predicted[~abstained].astype(np.float64))
-        ),
-        "test_mean_tta_spread": float(np.mean([p.spread for p in predictions])),
-    }
-    for kind, images in ood.items():
-        ood_predictions: list[Prediction] = stages[2](raw_outputs(stages, images))
-        metrics[f"ood_{kind}_abstention_rate"] = float(
-            np.mean([p.abstention is not None for p in ood_predictions])
-        )
-    return {key: round(value, 4) for key, value in metrics.items()}
-
-
-# --- the model card ------------------------------------------------------------------------------
-
-
-def _number(value: float | None) -> str:
-    return "—" if value is None else f"{value:.4g}"
-
-
-def model_card(manifest: ModelManifest) -> str:
-    info: ModelInfo = manifest.model_info()
-    metrics = "\n".join(f"| `{key}` | {value:g} |" for key, value in manifest.evaluation.metrics.items())
-    calibration, policy = manifest.calibration, manifest.abstention
-    spec = manifest.architecture
-    architecture = (
-        f"`{spec.name}` {spec.params}, ensemble of {spec.ensemble_size}; Grad-CAM on `{spec.cam_layer}`"
-    )
-    return f"""# {manifest.display_name}
-
-> **Reference — not for clinical use.** Trained only on generated images. It answers a
-> non-clinical question and Photomarker never turns its output into an Observation.
-
-| | |
-|---|---|
-| Name / version | `{info.name}` {info.version} |
-| Task | {manifest.task_description} |
-| Weights | `{manifest.weights.file}`, {manifest.weights.parameters} values, SHA-256 `{info.weights_sha256}` |
-| Architecture | {architecture} |
-| Input | {manifest.input.size}×{manifest.input.size} px, {manifest.input.resize}, ImageNet normalisation |
-
-## Intended use
-{manifest.intended_use}
-
-## Training data
-{manifest.training_data.summary}. Train {manifest.training_data.n_train}, validation
-{manifest.training_data.n_validation}, test {manifest.training_data.n_test}. No photo of a person was used.
-
-## Calibration and abstention
-Temperature {calibration.temperature:g}, fitted on the {calibration.fitted_on}
-(NLL {_number(calibration.nll_before)} → {_number(calibration.nll_after)}).
-Test-time views: {", ".join(manifest.tta.views)}, plus colour jitter ±{manifest.tta.jitter:g}.
-The engine abstains when the spread over members × views exceeds {_number(policy.max_spread)} or the
-out-of-distribution score ({policy.ood_method}) exceeds {_number(policy.max_ood)}; {policy.rule}.
-
-## Metrics ({manifest.evaluation.split}, n = {manifest.evaluation.n})
-| Metric | Value |
-|---|---|
-{metrics}
-
-`ood_noise` is RGB noise and `ood_wall` blank painted walls (white, grey, beige, pale blue), never
-seen in training. Reproduce with `{manifest.evaluation.command}`.
-
-## Limitations
-{manifest.limitations}
-"""
-
-
 # --- the whole run -------------------------------------------------------------------------------
 
 
@@ -366,7 +209,7 @@ def build(out: Path, *, retrain: bool = True) -> ModelManifest:
     manifest = base_manifest()
     state = trained_state(manifest, sets["train"]) if retrain else load_file(out / manifest.weights.file)
     save_model_package(out, manifest, state, model_card)
-    calibration, policy = calibrate(out, sets["validation"])
+    calibration, policy = calibrate(out, sets["validation"], SEEDS["validation"])
     manifest = manifest.model_copy(update={"calibration": calibration, "abstention": policy})
     save_model_package(out, manifest, state, model_card)
     metrics = evaluate(out, sets["test"], ood)

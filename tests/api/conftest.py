@@ -1,4 +1,5 @@
-"""Fixtures for the HTTP API: an app on the embedded queue in a temporary data dir, a client, a token."""
+"""Fixtures for the HTTP API: an app on the embedded queue in a temporary data dir, a client, a token,
+and the OperationOutcome reader the API test modules share."""
 
 from __future__ import annotations
 
@@ -37,6 +38,18 @@ def media(**overrides: Any) -> dict[str, Any]:
     }
     resource.update(overrides)
     return resource
+
+
+OUTCOME_TYPE = "application/fhir+json"
+
+
+def error_code(response: Any) -> str:
+    """The OperationOutcome's issue code (asserting the answer is one)."""
+    assert response.mimetype == OUTCOME_TYPE, response.get_data(as_text=True)[:300]
+    outcome = response.get_json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    code: str = outcome["issue"][0]["details"]["coding"][0]["code"]
+    return code
 
 
 class ApiClient:
