@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POOLS = ("prefork", "solo", "threads")
+
+
 def _queues(value: str) -> list[str]:
     from workers.celery_app import QUEUES
 

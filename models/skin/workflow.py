@@ -213,5 +213,3 @@ def _calibrate(
         "its 95th percentile on validation photos",
     )
     return calibration, abstention, metrics
-
-

@@ -215,7 +215,7 @@ def type_rule_text(manifest: ModelManifest, report: TumourReport) -> str:
         f"{name} {label.decision_weight:.2f}" for name, label in zip(CLASSES, manifest.labels, strict=True)
     )
     return (
-        "The type a result names (\"Suggested type\") is the one with the largest probability × its "
+        'The type a result names ("Suggested type") is the one with the largest probability × its '
         f"weight ({weights}): 1 / the class prior the network was trained under (training frequency "
         "× loss weight), the Bayes rule for balanced accuracy (logit adjustment, Menon et al. 2021). "
         "Nothing in it is fitted: the recipe and the training labels fix it; the probabilities, and so "

@@ -52,7 +52,7 @@ def healthz() -> tuple[Response, int]:
 
 
 def _workers_check() -> str:
-    """"ok" when some worker announced itself recently; else how long none has."""
+    """ "ok" when some worker announced itself recently; else how long none has."""
     svc = services()
     seen = last_worker_seen(svc.jobs)
     if seen is None:

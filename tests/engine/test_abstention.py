@@ -85,7 +85,9 @@ def test_one_view_of_one_member_never_abstains_on_spread_but_still_on_ood(
 
     def predict(**options: object) -> Prediction:
         pipeline = build_model_pipeline(
-            single_member, cpu, EngineOptions(device="cpu", heatmaps=False, **options)  # type: ignore[arg-type]
+            single_member,
+            cpu,
+            EngineOptions(device="cpu", heatmaps=False, **options),  # type: ignore[arg-type]
         )
         return only(pipeline([photo]))
 
