@@ -27,7 +27,8 @@ from PIL import Image, ImageOps
 from plugin.app import create_app
 from plugin.settings import load_settings
 from tests.browser import LiveServer
-from tests.smart_auth_server import CLIENT_ID, V2_SCOPES, SmartAuthServer, running_smart_auth_server
+from tests.smart_auth_server import SmartAuthServer, running_smart_auth_server
+from tests.smart_oauth_records import CLIENT_ID, V2_SCOPES
 from workers.batching import run_batch
 from workers.celery_app import services
 

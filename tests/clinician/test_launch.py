@@ -16,7 +16,8 @@ from audit.events import AuditFilter
 from plugin.smart.session import launch_store
 from plugin.smart.store import Launch, launches
 from tests.clinician.conftest import Chart, Clinician, ClinicianApp, make_app
-from tests.smart_auth_server import CLIENT_ID, V1_SCOPES, SmartAuthServer
+from tests.smart_auth_server import SmartAuthServer
+from tests.smart_oauth_records import CLIENT_ID, V1_SCOPES
 from workers.celery_app import services
 
 pytestmark = pytest.mark.fhir_server

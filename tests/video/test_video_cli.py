@@ -12,8 +12,8 @@ import httpx
 import pytest
 from PIL import Image
 
+from tests.analyze_cli import observation, resources, run, write_json
 from tests.fhir_validation import assert_valid_fhir
-from tests.test_cli_analyze import observation, resources, run, write_json
 from tests.video.clips import encode, skin_frames
 
 ANALYSES = ("tis", "skin-condition-probabilities", "skin-diagnosis-probabilities")
