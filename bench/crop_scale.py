@@ -106,6 +106,8 @@ def run(
             test = saved["test"].numpy()
             if not np.array_equal(test, splits[k][1]):
                 raise SystemExit(f"{path.name}: its held-out rows are not fold {k} of {args.data}")
+            if "members" not in saved:
+                raise SystemExit(f"{path.name}: held-out outputs only, no networks: retrain the fold")
             loaded = fold_package(shipped, saved["members"], k, Path(root), size=args.size)
             pipeline = build_analysis_pipeline("skin-tumour", loaded, execution, options)
             checked = 0  # its first CHECKED_STILLS photos must match its saved logits: the fold's model

@@ -175,6 +175,8 @@ def run_folds(args: argparse.Namespace) -> tuple[list[Clip], dict[str, Any]]:
                 raise SystemExit(
                     f"{path.name}: its held-out rows are not fold {k} of {args.data} — other data?"
                 )
+            if "members" not in saved:
+                raise SystemExit(f"{path.name}: held-out outputs only, no networks: retrain the fold")
             loaded = fold_package(shipped, saved["members"], k, Path(root))
             per_frame = build_analysis_pipeline("skin-tumour", loaded, execution, replace(base, tta=False))
             still_tta = build_analysis_pipeline("skin-tumour", loaded, execution, base)

@@ -122,8 +122,8 @@ def _members_saved_with_fewer(
         if path is None or not path.is_file():
             continue
         saved = torch.load(path, map_location="cpu", weights_only=True)
-        if not torch.equal(saved["test"], torch.from_numpy(test)):
-            continue
+        if not torch.equal(saved["test"], torch.from_numpy(test)) or "members" not in saved:
+            continue  # another fold, or held-out outputs kept without the networks (held_out.py)
         members = []
         for weights in saved["members"]:
             network = build_network(config)

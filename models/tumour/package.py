@@ -33,7 +33,7 @@ from models.manifest import (
 from models.registry import PENDING_SHA256, PackageRequest, save_model_package
 from models.tumour.cross_validation import CrossValidation
 from models.tumour.dataset import CLASSES, LABELS, TumourSample, input_spec
-from models.tumour.metadata import MetadataComparison
+from models.tumour.metadata import IMAGE_WITH_RECORD, RECORD_ONLY, MetadataComparison
 from models.tumour.report import TARGET_SENSITIVITY, BinaryFigures, TumourReport
 from models.tumour.training import TTA_VIEWS, TumourTrainingConfig
 
@@ -265,6 +265,10 @@ def model_card(
             _figures_row(f"{grouping.replace('_', ' ')}: {model}", f)
             for (grouping, model), f in comparison.figures.items()
         )
+        accuracies = ", ".join(
+            f"{name} {value:.3f}" for name, value in comparison.balanced_accuracy_6.items()
+        )
+        gains = "; ".join(f"{name} {value.format(3)}" for name, value in comparison.record_gain.items())
         metadata = f"""
 ## With the clinical questions (comparison only — the shipped model does not use them)
 PAD-UFES-20 also records answers to clinical questions. Using them, on the same patient-grouped
@@ -274,10 +278,19 @@ it with this image model. Each row's threshold is set at {TARGET_SENSITIVITY:.0%
 these out-of-fold scores. Answers missing for exactly the non-biopsied photos (smoking, family
 origin, Fitzpatrick type, diameters, cancer history) are left out: their absence gives the label away.
 
+The `{RECORD_ONLY}` and `{IMAGE_WITH_RECORD}` rows use only what a FHIR record holds for any
+photo: the age at the photo (`Patient.birthDate`) and the body region (`Media.bodySite`). A
+six-class logistic regression on {", ".join(comparison.record_features[:2])} and the region gives
+P(type | age, site) on each held-out fold; multiplied into this model's probabilities and divided by
+the fold's training prior (image and record taken as independent given the type: nothing is fitted
+on the image model's outputs). Six-class balanced accuracy (most likely type): {accuracies}.
+Weighed minus image alone, paired patient bootstrap: {gains}.
+
 {FIGURES_HEADER}
 {rows}
 
-The shipped model reads the image alone, because a FHIR `Media` carries no such answers.
+The shipped model reads the image alone: a FHIR `Media` carries no answers to the questions, and
+the age-and-site weighing is measured here but not yet part of the package.
 """
     first = manifest.starting_weights
     start = "from ImageNet-pretrained weights" if first else "from scratch"

@@ -1,0 +1,106 @@
+"""The record comparison: age and body site (what a FHIR record holds) weighed into the image model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.evaluation.splits import grouped_kfold
+from models.manifest import load_manifest
+from models.registry import SHIPPED_MODEL_DIR
+from models.tumour.dataset import CLASSES, load_samples
+from models.tumour.metadata import (
+    IMAGE_WITH_RECORD,
+    QUESTIONS,
+    RECORD_ONLY,
+    balanced_accuracy,
+    compare_with_metadata,
+    fit_predict_multinomial,
+    load_record_context,
+    record_fusion,
+)
+from models.tumour.package import model_card
+from models.tumour.report import tumour_report
+from models.tumour.training import TumourTrainingConfig
+from tests.tumour.conftest import PAD_UFES
+
+
+def test_the_record_context_is_age_and_site_only() -> None:
+    samples = load_samples(PAD_UFES / "labels.csv")
+    table = load_record_context(PAD_UFES / "labels.csv", samples)
+    assert table.names[:2] == ("age", "age²")
+    assert all(name.startswith("region=") for name in table.names[2:])
+    assert not any(q in name for q in QUESTIONS for name in table.names), "no study-form answers"
+    assert np.all(table.features[:, 2:].sum(1) == 1), "exactly one body region per photo"
+    assert np.allclose(table.features[:, 1], table.features[:, 0] ** 2)
+
+
+def test_a_record_that_says_nothing_leaves_the_image_probabilities() -> None:
+    image = np.array([[0.5, 0.1, 0.1, 0.1, 0.1, 0.1], [0.05, 0.05, 0.6, 0.1, 0.1, 0.1]])
+    prior = np.array([0.3, 0.1, 0.05, 0.2, 0.15, 0.2])
+    assert record_fusion(image, np.tile(prior, (2, 1)), prior) == pytest.approx(image)
+    # A record twice as likely as the prior for naevus moves probability to naevus, and only by Bayes.
+    record = prior * np.array([1, 1, 1, 1, 1, 2.0])
+    fused = record_fusion(image, np.tile(record / record.sum(), (2, 1)), prior)
+    assert fused.sum(1) == pytest.approx([1.0, 1.0])
+    assert np.all(fused[:, 5] > image[:, 5]) and np.all(fused[:, :5] < image[:, :5])
+    assert fused[0, 5] / fused[0, 0] == pytest.approx(2 * image[0, 5] / image[0, 0])
+
+
+def test_the_softmax_regression_learns_from_its_training_rows_only() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(len(CLASSES)), 20)
+    features = np.eye(len(CLASSES))[labels] + rng.normal(0, 0.2, (len(labels), len(CLASSES)))
+    train, test = np.arange(0, 120, 2), np.arange(1, 120, 2)
+    predicted = fit_predict_multinomial(features, labels, train, test)
+    assert predicted.shape == (60, len(CLASSES)) and predicted.sum(1) == pytest.approx(np.ones(60))
+    assert balanced_accuracy(labels[test], predicted) == 1.0
+    # Shuffled training labels carry no signal: the held-out rows are then near chance.
+    shuffled = rng.permutation(labels)
+    assert balanced_accuracy(labels[test], fit_predict_multinomial(features, shuffled, train, test)) < 0.5
+
+
+def test_the_comparison_reports_the_record_alone_and_weighed_into_the_image() -> None:
+    samples = load_samples(PAD_UFES / "labels.csv")
+    labels = np.array([s.label for s in samples])
+    # An image model that knows the answer, a little blurred: real enough for the arithmetic.
+    probabilities = 0.5 * np.eye(len(CLASSES))[labels] + 0.5 / len(CLASSES)
+    splits = grouped_kfold([s.patient_id for s in samples], 3, seed=0)
+    comparison = compare_with_metadata(PAD_UFES / "labels.csv", samples, probabilities, splits, resamples=20)
+    assert comparison is not None
+    for grouping in ("malignant", "malignant_or_ack"):
+        assert {"image", RECORD_ONLY, IMAGE_WITH_RECORD} <= {
+            m for g, m in comparison.figures if g == grouping
+        }
+    assert set(comparison.balanced_accuracy_6) == {"image", RECORD_ONLY, IMAGE_WITH_RECORD}
+    assert comparison.balanced_accuracy_6["image"] == 1.0
+    assert comparison.record_features[:2] == ("age", "age²")
+    out = comparison.to_json()
+    assert (
+        out["six_class_balanced_accuracy"][IMAGE_WITH_RECORD]
+        == comparison.balanced_accuracy_6[IMAGE_WITH_RECORD]
+    )
+    assert out["malignant"][IMAGE_WITH_RECORD]["auroc"]["value"] is not None
+    assert "six-class balanced accuracy" in comparison.format_table()
+    # The gain is paired: the weighed result minus the image's, on the same resampled patients.
+    gains = list(comparison.record_gain.values())
+    assert len(gains) == 2 and all(g.low <= g.value <= g.high for g in gains)
+    assert set(out["record_gain"]) == set(comparison.record_gain)
+
+
+def test_the_card_gives_the_record_comparison_and_says_it_is_not_served() -> None:
+    samples = load_samples(PAD_UFES / "labels.csv")
+    labels = np.array([s.label for s in samples])
+    probabilities = 0.5 * np.eye(len(CLASSES))[labels] + 0.5 / len(CLASSES)
+    splits = grouped_kfold([s.patient_id for s in samples], 3, seed=0)
+    comparison = compare_with_metadata(PAD_UFES / "labels.csv", samples, probabilities, splits, resamples=20)
+    report = tumour_report(
+        probabilities, labels, [s.patient_id for s in samples], [s.fitzpatrick for s in samples], resamples=20
+    )
+    shipped = SHIPPED_MODEL_DIR / "tumour-padufes"
+    card = model_card(
+        load_manifest(shipped / "manifest.json"), report, TumourTrainingConfig(), [0.9], comparison, shipped
+    )
+    assert f"malignant: {IMAGE_WITH_RECORD}" in card and f"malignant: {RECORD_ONLY}" in card
+    assert "Weighed minus image alone, paired patient bootstrap" in card
+    assert "`Patient.birthDate`" in card and "not yet part of the package" in card
