@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -104,25 +105,23 @@ def fit_predict_logistic(
     test: NDArray[np.intp],
 ) -> NDArray[np.float64]:
     """L2 logistic regression fitted on ``train`` rows (standardised there), P(positive) on ``test``."""
-    xt = _standardised(features, train)
-    y = torch.from_numpy(positive.astype(np.float64))
-    w = torch.zeros(xt.shape[1], dtype=torch.float64, requires_grad=True)
-    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    optimiser = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
-    rows = torch.from_numpy(train)
+    target = torch.from_numpy(positive.astype(np.float64))
+    loss = torch.nn.functional.binary_cross_entropy_with_logits
+    logits = _fit_linear(_standardised(features, train), train, (), loss, target, max_iter=200)
+    return torch.sigmoid(logits(test)).numpy()
 
-    def closure() -> torch.Tensor:
-        optimiser.zero_grad()
-        logits = xt[rows] @ w + b
-        loss = (
-            torch.nn.functional.binary_cross_entropy_with_logits(logits, y[rows]) + L2_PENALTY * (w * w).sum()
-        )
-        loss.backward()  # type: ignore[no-untyped-call]
-        return loss
 
-    optimiser.step(closure)  # type: ignore[no-untyped-call]
-    with torch.no_grad():
-        return torch.sigmoid(xt[torch.from_numpy(test)] @ w + b).numpy()
+def fit_predict_multinomial(
+    features: NDArray[np.float64],
+    labels: NDArray[np.int_],
+    train: NDArray[np.intp],
+    test: NDArray[np.intp],
+) -> NDArray[np.float64]:
+    """L2 softmax regression over :data:`CLASSES` fitted on ``train`` rows, probabilities on ``test``."""
+    target = torch.from_numpy(labels.astype(np.int64))
+    loss = torch.nn.functional.cross_entropy
+    logits = _fit_linear(_standardised(features, train), train, (len(CLASSES),), loss, target, max_iter=500)
+    return torch.softmax(logits(test), dim=1).numpy()
 
 
 def _standardised(features: NDArray[np.float64], train: NDArray[np.intp]) -> torch.Tensor:
@@ -135,29 +134,29 @@ def _standardised(features: NDArray[np.float64], train: NDArray[np.intp]) -> tor
     return torch.from_numpy((x - centre) / scale).double()
 
 
-def fit_predict_multinomial(
-    features: NDArray[np.float64],
-    labels: NDArray[np.int_],
+def _fit_linear(
+    xt: torch.Tensor,
     train: NDArray[np.intp],
-    test: NDArray[np.intp],
-) -> NDArray[np.float64]:
-    """L2 softmax regression over :data:`CLASSES` fitted on ``train`` rows, probabilities on ``test``."""
-    xt = _standardised(features, train)
-    y = torch.from_numpy(labels.astype(np.int64))
-    w = torch.zeros((xt.shape[1], len(CLASSES)), dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(len(CLASSES), dtype=torch.float64, requires_grad=True)
-    optimiser = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
+    outputs: tuple[int, ...],
+    loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    target: torch.Tensor,
+    *,
+    max_iter: int,
+) -> Callable[[NDArray[np.intp]], torch.Tensor]:
+    """A linear model with an L2 penalty fitted by L-BFGS on ``train`` rows: the logits of any rows."""
+    w = torch.zeros((xt.shape[1], *outputs), dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(outputs, dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.LBFGS([w, b], max_iter=max_iter, line_search_fn="strong_wolfe")
     rows = torch.from_numpy(train)
 
     def closure() -> torch.Tensor:
         optimiser.zero_grad()
-        loss = torch.nn.functional.cross_entropy(xt[rows] @ w + b, y[rows]) + L2_PENALTY * (w * w).sum()
+        loss = loss_of(xt[rows] @ w + b, target[rows]) + L2_PENALTY * (w * w).sum()
         loss.backward()  # type: ignore[no-untyped-call]
         return loss
 
     optimiser.step(closure)  # type: ignore[no-untyped-call]
-    with torch.no_grad():
-        return torch.softmax(xt[torch.from_numpy(test)] @ w + b, dim=1).numpy()
+    return lambda test: (xt[torch.from_numpy(test)] @ w + b).detach()
 
 
 def record_fusion(

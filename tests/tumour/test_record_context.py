@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from models.evaluation.splits import grouped_kfold
 from models.manifest import load_manifest
 from models.registry import SHIPPED_MODEL_DIR
-from models.tumour.dataset import CLASSES, load_samples
+from models.tumour.dataset import CLASSES, TumourSample, load_samples
 from models.tumour.metadata import (
     IMAGE_WITH_RECORD,
     QUESTIONS,
     RECORD_ONLY,
+    MetadataComparison,
     balanced_accuracy,
     compare_with_metadata,
     fit_predict_multinomial,
@@ -60,14 +62,19 @@ def test_the_softmax_regression_learns_from_its_training_rows_only() -> None:
     assert balanced_accuracy(labels[test], fit_predict_multinomial(features, shuffled, train, test)) < 0.5
 
 
-def test_the_comparison_reports_the_record_alone_and_weighed_into_the_image() -> None:
+def _subset_comparison() -> tuple[list[TumourSample], NDArray[np.float64], MetadataComparison]:
+    """The repository subset with an image model that knows the answer, a little blurred."""
     samples = load_samples(PAD_UFES / "labels.csv")
     labels = np.array([s.label for s in samples])
-    # An image model that knows the answer, a little blurred: real enough for the arithmetic.
     probabilities = 0.5 * np.eye(len(CLASSES))[labels] + 0.5 / len(CLASSES)
     splits = grouped_kfold([s.patient_id for s in samples], 3, seed=0)
     comparison = compare_with_metadata(PAD_UFES / "labels.csv", samples, probabilities, splits, resamples=20)
     assert comparison is not None
+    return samples, probabilities, comparison
+
+
+def test_the_comparison_reports_the_record_alone_and_weighed_into_the_image() -> None:
+    _, _, comparison = _subset_comparison()
     for grouping in ("malignant", "malignant_or_ack"):
         assert {"image", RECORD_ONLY, IMAGE_WITH_RECORD} <= {
             m for g, m in comparison.figures if g == grouping
@@ -89,11 +96,8 @@ def test_the_comparison_reports_the_record_alone_and_weighed_into_the_image() ->
 
 
 def test_the_card_gives_the_record_comparison_and_says_it_is_not_served() -> None:
-    samples = load_samples(PAD_UFES / "labels.csv")
+    samples, probabilities, comparison = _subset_comparison()
     labels = np.array([s.label for s in samples])
-    probabilities = 0.5 * np.eye(len(CLASSES))[labels] + 0.5 / len(CLASSES)
-    splits = grouped_kfold([s.patient_id for s in samples], 3, seed=0)
-    comparison = compare_with_metadata(PAD_UFES / "labels.csv", samples, probabilities, splits, resamples=20)
     report = tumour_report(
         probabilities, labels, [s.patient_id for s in samples], [s.fitzpatrick for s in samples], resamples=20
     )
