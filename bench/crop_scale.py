@@ -42,7 +42,6 @@ from bench.steadiness_folds import (
     CHECKED_STILLS,
     DEFAULT_DATA,
     MALIGNANT_INDEX,
-    balanced_accuracy,
     check_still,
     fold_files,
     fold_package,
@@ -50,7 +49,7 @@ from bench.steadiness_folds import (
 )
 from models.cut_out import as_cut_out
 from models.engine.options import EngineOptions
-from models.evaluation import MetricValue, auroc, bootstrap
+from models.evaluation import MetricValue, auroc, balanced_accuracy, bootstrap
 from models.intake import DecodedPhoto, IntakeLimits, decode_photo
 from models.pipelines import build_analysis_pipeline, execution_for
 from models.registry import registry_for

@@ -52,7 +52,7 @@ from bench.steadiness import FPS
 from models.accumulate import AccumulationPolicy, FrameResult, accumulate
 from models.engine.network import ensemble_state_dict
 from models.engine.options import EngineOptions
-from models.evaluation import MetricValue, auroc, bootstrap
+from models.evaluation import MetricValue, auroc, balanced_accuracy, bootstrap
 from models.intake import IntakeLimits, decode_photo
 from models.manifest import ModelManifest
 from models.pipelines import AnalysisPipeline, build_analysis_pipeline, execution_for
@@ -243,12 +243,6 @@ def one_clip(
         agreement=item.steadiness.agreement,
         abstained_for_disagreement=abstention is not None and "disagree" in abstention.reason,
     )
-
-
-def balanced_accuracy(labels: NDArray[np.int_], predicted: NDArray[np.int_]) -> float:
-    """Mean over the types present of the share of their photos (or frames) called that type."""
-    recalls = [float(np.mean(predicted[labels == c] == c)) for c in np.unique(labels)]
-    return float(np.mean(recalls)) if recalls else float("nan")
 
 
 def figures(clips: list[Clip], threshold: float, resamples: int) -> dict[str, Any]:

@@ -114,6 +114,12 @@ def accuracy(label_true: FloatArray, label_pred: FloatArray) -> FloatArray:
     return np.asarray(np.mean(label_true == label_pred, axis=-1))
 
 
+def balanced_accuracy(labels: NDArray[np.int_], predicted: NDArray[np.int_]) -> float:
+    """Mean over the classes present of the share of their rows called that class (NaN for none)."""
+    recalls = [float(np.mean(predicted[labels == c] == c)) for c in np.unique(labels)]
+    return float(np.mean(recalls)) if recalls else float("nan")
+
+
 def auroc(positive_true: FloatArray, score: FloatArray) -> FloatArray:
     """Area under the ROC curve (Mann–Whitney U with mid-ranks for ties); NaN without both classes."""
     order = np.argsort(score, axis=-1, kind="mergesort")

@@ -29,7 +29,7 @@ import torch
 from numpy.typing import NDArray
 
 from models.errors import DatasetError
-from models.evaluation import MetricValue, auroc, bootstrap
+from models.evaluation import MetricValue, auroc, balanced_accuracy, bootstrap
 from models.tumour.dataset import CLASSES, MALIGNANT, MALIGNANT_OR_PREMALIGNANT, TumourSample
 from models.tumour.report import BinaryFigures, binary_figures, operating_threshold
 
@@ -168,12 +168,6 @@ def record_fusion(
     return np.asarray(fused / fused.sum(axis=1, keepdims=True))
 
 
-def balanced_accuracy(labels: NDArray[np.int_], probabilities: NDArray[np.float64]) -> float:
-    """Mean recall over the types present, naming the most likely type."""
-    named = probabilities.argmax(1)
-    return float(np.mean([(named[labels == c] == c).mean() for c in np.unique(labels)]))
-
-
 def out_of_fold_metadata(
     table: MetadataTable, positive: NDArray[np.bool_], splits: list[tuple[NDArray[np.intp], NDArray[np.intp]]]
 ) -> NDArray[np.float64]:
@@ -271,7 +265,7 @@ def compare_with_metadata(
                 positive, score, operating_threshold(positive, score), groups, resamples
             )
     models = {"image": probabilities, RECORD_ONLY: record_alone, IMAGE_WITH_RECORD: with_record}
-    accuracies = {name: balanced_accuracy(labels, p) for name, p in models.items()}
+    accuracies = {name: balanced_accuracy(labels, p.argmax(1)) for name, p in models.items()}
     gain = record_gain(labels, probabilities, with_record, groups, resamples)
     return MetadataComparison(table.names, figures, record.names, accuracies, gain)
 
@@ -285,17 +279,16 @@ def record_gain(
 ) -> dict[str, MetricValue]:
     """Weighed minus image-only malignant AUROC and six-class balanced accuracy, patient-bootstrap
     CIs of the difference: both scored on each resample, so the shared noise cancels."""
-    malignant = np.isin(labels, [CLASSES.index(c) for c in MALIGNANT]).astype(np.float64)
     index = [CLASSES.index(c) for c in MALIGNANT]
+    malignant = np.isin(labels, index).astype(np.float64)
 
     def auroc_gain(rows: NDArray[np.int_]) -> float:
         y = malignant[rows]
         return float(auroc(y, with_record[rows][:, index].sum(1)) - auroc(y, image[rows][:, index].sum(1)))
 
     def accuracy_gain(rows: NDArray[np.int_]) -> float:
-        return balanced_accuracy(labels[rows], with_record[rows]) - balanced_accuracy(
-            labels[rows], image[rows]
-        )
+        named, named_by_image = with_record[rows].argmax(1), image[rows].argmax(1)
+        return balanced_accuracy(labels[rows], named) - balanced_accuracy(labels[rows], named_by_image)
 
     # The bootstrap resamples row numbers; each metric reads its rows' scores itself.
     rows = np.arange(len(labels), dtype=np.float64)

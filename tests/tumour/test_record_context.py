@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from models.evaluation import balanced_accuracy
 from models.evaluation.splits import grouped_kfold
 from models.manifest import load_manifest
 from models.registry import SHIPPED_MODEL_DIR
@@ -15,7 +16,6 @@ from models.tumour.metadata import (
     QUESTIONS,
     RECORD_ONLY,
     MetadataComparison,
-    balanced_accuracy,
     compare_with_metadata,
     fit_predict_multinomial,
     load_record_context,
@@ -56,10 +56,13 @@ def test_the_softmax_regression_learns_from_its_training_rows_only() -> None:
     train, test = np.arange(0, 120, 2), np.arange(1, 120, 2)
     predicted = fit_predict_multinomial(features, labels, train, test)
     assert predicted.shape == (60, len(CLASSES)) and predicted.sum(1) == pytest.approx(np.ones(60))
-    assert balanced_accuracy(labels[test], predicted) == 1.0
+    assert balanced_accuracy(labels[test], predicted.argmax(1)) == 1.0
     # Shuffled training labels carry no signal: the held-out rows are then near chance.
     shuffled = rng.permutation(labels)
-    assert balanced_accuracy(labels[test], fit_predict_multinomial(features, shuffled, train, test)) < 0.5
+    assert (
+        balanced_accuracy(labels[test], fit_predict_multinomial(features, shuffled, train, test).argmax(1))
+        < 0.5
+    )
 
 
 def _subset_comparison() -> tuple[list[TumourSample], NDArray[np.float64], MetadataComparison]:
