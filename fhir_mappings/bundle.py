@@ -26,7 +26,18 @@ from fhir_mappings.footage import add_frame_counts, add_steadiness
 from fhir_mappings.media import HeatMap, build_heatmap_media, file_media_identifier, heatmap_key
 from fhir_mappings.provenance import build_provenance, provenance_full_url, write_tag
 from fhir_mappings.validation import Resource, validate_resource
-from models.results import AnalysisReport
+from models.anaemia import anaemia_cutoff
+from models.results import AnalysisReport, HbEstimate, TumourAssessment
+
+
+def _read_patient(report: AnalysisReport, ctx: ResultContext) -> bool:
+    """Whether a result used the Patient's facts (so the Provenance names the Patient)."""
+    for _, result in report.model_results:
+        if isinstance(result, TumourAssessment) and result.record is not None and result.record.age_used:
+            return True
+        if isinstance(result, HbEstimate) and anaemia_cutoff(ctx.patient_facts) is not None:
+            return True
+    return False
 
 
 def _search(parameter: str, system: str, value: str) -> str:
@@ -143,6 +154,7 @@ def build_result_bundle(
         targets=[observations.full_url(key) for key, _ in results],
         model_devices=model_refs,
         software_device=software_ref,
+        read_patient=_read_patient(report, ctx),
     )
     tag = write_tag(ctx, write_key)
     entries.append(

@@ -156,6 +156,11 @@ LOCAL_CONCEPTS: Final[dict[str, tuple[str, str]]] = {
         "Probability (0–1) that a photographed skin tumour is malignant, with per-type "
         "probabilities, from an AI classifier.",
     ),
+    "skin-tumour-malignancy-photo-only": (
+        "Probability of malignancy from the photo alone (AI)",
+        "The skin-tumour classifier's probability of malignancy from the photograph alone, given "
+        "beside a value weighed with the patient's age and the body site from the record.",
+    ),
     "hb-estimate-conjunctiva-photo": (
         "Haemoglobin estimated from conjunctival photograph (AI)",
         "Haemoglobin concentration (g/dL) estimated by an AI model from a photograph of the "

@@ -33,6 +33,7 @@ from fhir_mappings.observation_parts import (
     observation,
     probability,
 )
+from fhir_mappings.record_weighing import photo_only_component, record_note
 from fhir_mappings.validation import Resource
 from fhir_mappings.wording import percent
 from models.anaemia import anaemia_cutoff, is_anaemic
@@ -201,11 +202,16 @@ def build_tumour_observation(
         notes.append(note)
     elif assessment.types:
         obs["interpretation"] = [{"text": _type_named(assessment.types)}]
+    record = assessment.record
+    if record is not None:
+        notes.append(record_note(record))
     site = body_site(ctx, assessment.body_site)
     if site:
         obs["bodySite"] = site
     if assessment.types:
         obs["component"] = class_components(assessment.types, ctx)
+    if record is not None and record.used:
+        obs.setdefault("component", []).append(photo_only_component(record, ctx))
     add_model_parts(obs, model, notes, supporting)
     return finish(obs)
 

@@ -34,12 +34,14 @@ def build_provenance(
     targets: Sequence[str],
     model_devices: Sequence[str],
     software_device: str | None = None,
+    read_patient: bool = False,
 ) -> Resource:
     """The Provenance of one write.
 
     ``key`` is ``idempotency.write_key`` over the results written; ``targets`` are references
     to what the write created (Observations, heat maps); ``model_devices`` reference the model
-    Devices that produced them.
+    Devices that produced them. ``read_patient``: a result used the Patient's facts (the WHO
+    anaemia cut-off, the age weighed into a tumour result), so the Patient is a source too.
     """
     if not targets:
         raise ValueError("a Provenance needs at least one target")
@@ -64,5 +66,7 @@ def build_provenance(
         "agent": agents,
         "entity": [{"role": "source", "what": {"reference": source}} for source in ctx.sources],
     }
+    if read_patient and ctx.photo.subject:
+        provenance["entity"].append({"role": "source", "what": {"reference": ctx.photo.subject}})
     validate_resource(provenance)
     return provenance

@@ -47,6 +47,13 @@ TtaView = Literal["identity", "rot90", "rot180", "rot270", "hflip", "vflip", "tr
 ALL_TTA_VIEWS: tuple[TtaView, ...] = get_args(TtaView)
 
 
+def plain_file_name(value: str) -> str:
+    """A file named in a manifest lies inside its package: no directories, nothing hidden."""
+    if "/" in value or "\\" in value or value.startswith("."):
+        raise ValueError("must be a plain file name inside the package")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -138,9 +145,7 @@ class WeightsSpec(_Strict):
     @field_validator("file")
     @classmethod
     def _plain_name(cls, value: str) -> str:
-        if "/" in value or "\\" in value or value.startswith("."):
-            raise ValueError("must be a plain file name inside the package")
-        return value
+        return plain_file_name(value)
 
 
 class TrainingData(_Strict):
@@ -197,6 +202,22 @@ class TtaSpec(_Strict):
     jitter: float = Field(default=0.05, ge=0, le=0.5)
 
 
+class RecordSpec(_Strict):
+    """A model of the patient's record (age, body site) whose probabilities are weighed into the
+    network's (``models.tumour.record``); checked against its SHA-256 like the weights."""
+
+    file: str = "record.json"
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    facts: tuple[str, ...] = ("age", "body-site")
+    summary: str = Field(min_length=1)
+    command: str
+
+    @field_validator("file")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        return plain_file_name(value)
+
+
 class ModelManifest(_Strict):
     """Everything Photomarker needs to know about one model version."""
 
@@ -226,6 +247,8 @@ class ModelManifest(_Strict):
     calibration: Calibration = Calibration()
     abstention: AbstentionPolicy = AbstentionPolicy()
     tta: TtaSpec = TtaSpec()
+    # None: the network's probabilities are served as they are.
+    record: RecordSpec | None = None
 
     @field_validator("name")
     @classmethod

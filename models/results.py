@@ -125,12 +125,31 @@ class ConditionProbabilities:
 
 
 @dataclass(frozen=True)
+class RecordWeighing:
+    """What the patient's record (age, body site) did to a tumour result (``models.tumour.record``).
+
+    ``used`` and ``not_used`` say it in words ("age 63 years", "body site: no coded site"); with
+    nothing used the result is the photo's alone. The photo-only figures are kept beside the
+    weighed ones, so the Observation can give both.
+    """
+
+    used: tuple[str, ...]
+    not_used: tuple[str, ...]
+    photo_only_malignancy: float
+    photo_only_types: tuple[ClassProbability, ...]
+    # The Patient's age was weighed in: the Provenance names the Patient as a source.
+    age_used: bool = False
+
+
+@dataclass(frozen=True)
 class TumourAssessment:
     malignancy_probability: float
     types: tuple[ClassProbability, ...]
     abstention: Abstention | None = None
     body_site: Concept | None = None
     lesion_count: int = 1
+    # Set once the record was looked at (write-back, ``workers.writeback``); None: never looked at.
+    record: RecordWeighing | None = None
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,14 @@ def tumour_recipe(command: Callable[..., None]) -> Callable[..., None]:
             help="tumour: save each finished CV fold here and resume from the folds already saved.",
         ),
         click.option(
+            "--record-into",
+            "record_into",
+            type=click.Path(path_type=Path, file_okay=False, exists=True),
+            help="tumour: fit the age-and-site record model on every photo and put it, with this run's "
+            "figures, into the tumour package in this directory (the one these folds trained; its "
+            "version goes up one minor step unless --model-version is given).",
+        ),
+        click.option(
             "--fold",
             "only_folds",
             type=click.IntRange(1),
@@ -128,12 +136,13 @@ def train_tumour(
     from models.registry import SHIPPED_MODEL_DIR, PackageRequest
     from models.tumour.package import DEFAULT_NAME
     from models.tumour.training import AUGMENTATIONS, OPTIONAL_AUGMENTATIONS, TTA_VIEWS, TumourTrainingConfig
-    from models.tumour.workflow import run_training
+    from models.tumour.workflow import RecordRequest, run_training
 
     def given(option: str) -> bool:
         return ctx.get_parameter_source(option) != ParameterSource.DEFAULT
 
     cache_dir = recipe.pop("cache_dir", None) or settings_of(ctx).data_dir / "cache"
+    record_into = recipe.pop("record_into", None)
     only_folds = [k - 1 for k in recipe.pop("only_folds", ())]
     chosen = {key: value for key, value in recipe.items() if value is not None}
     # The command as typed: every recipe option that was given, so the card's command reproduces it.
@@ -187,6 +196,12 @@ def train_tumour(
         _train_only_folds(ctx, csv_path, config, only_folds, cache_dir)
         return
     command = command_line("train", "tumour", csv_path, **typed)
+    record = None
+    if record_into is not None:
+        # The folds are read back, not trained again: the command that made the record says where.
+        where = {"checkpoint_dir": config.checkpoint_dir} if config.checkpoint_dir else {}
+        record_command = command_line("train", "tumour", csv_path, **typed, **where, record_into=record_into)
+        record = RecordRequest(record_into, record_command, model_version if given("model_version") else None)
     request = None
     if not no_final:
         directory = out_dir or SHIPPED_MODEL_DIR / name
@@ -198,6 +213,7 @@ def train_tumour(
             request,
             lambda line: click.echo(f"photomarker: {line}", err=True),
             cache_dir=cache_dir,
+            record=record,
         )
     except PhotomarkerError as error:
         fail(ctx, error)

@@ -38,10 +38,11 @@ from workers.fetch import photo_bytes
 from workers.fhir_client import FhirClient
 from workers.footage import SeriesRequest, analyse_requests
 from workers.writeback import (
-    facts_for_interpretation,
+    interpret,
     result_bundle,
     series_bundle,
     series_patient,
+    series_sites,
     stored_as_file,
 )
 
@@ -198,9 +199,14 @@ def _analyse_series(
                 for photo, data in zip(photos, datas, strict=True)
             )
         )
-        analysed = _only(analyse_requests([request], settings))
-        facts = facts_for_interpretation(
-            photos[0], analysed.report, client=client, issued=issued, patient=items[0].patient
+        analysed, facts = interpret(
+            photos[0],
+            _only(analyse_requests([request], settings)),
+            settings,
+            client=client,
+            issued=issued,
+            patient=items[0].patient,
+            sites=series_sites(photos),
         )
         bundle = series_bundle(
             photos, datas, analysed, settings, issued=issued, requester=requester, facts=facts
@@ -272,9 +278,13 @@ def _analyse(
         # A file's Media is written from these pixels, so keep them at full resolution.
         full_resolution=stored_as_file(photo),
     )
-    analysed = _only(analyse_requests([request], settings))
-    facts = facts_for_interpretation(
-        photo, analysed.report, client=client, issued=issued, patient=item.patient
+    analysed, facts = interpret(
+        photo,
+        _only(analyse_requests([request], settings)),
+        settings,
+        client=client,
+        issued=issued,
+        patient=item.patient,
     )
     bundle = result_bundle(photo, data, analysed, settings, issued=issued, requester=requester, facts=facts)
     file_sha256 = hashlib.sha256(data).hexdigest()
@@ -303,6 +313,13 @@ def _describe(result: ModelResult) -> str:
         text = f"Hb {result.g_dl:.1f} g/dL ({result.low:.1f}–{result.high:.1f})"
     elif isinstance(result, TumourAssessment):
         text = f"malignancy probability {result.malignancy_probability:.2f}"
+        if result.record is not None and result.record.used:
+            # The facts by name only: the age itself is the patient's, not the terminal's.
+            facts = " and ".join(
+                "age" if fact.startswith("age") else "body site" for fact in result.record.used
+            )
+            alone = result.record.photo_only_malignancy
+            text += f" (weighed with the patient's {facts}; photo alone {alone:.2f})"
     elif result.panel == "skin-diagnosis":
         text = "top 3: " + ", ".join(f"{c.concept.display} ({c.probability:.2f})" for c in result.top_k(3))
     else:

@@ -144,6 +144,9 @@ class Settings(BaseSettings):
 
     # Add LOINC 718-7 (blood haemoglobin) to the Hb estimate only when a site asks for it.
     hb_add_loinc_718_7: bool = False
+    # Weigh a tumour result with the patient's age and the photo's body site when the package
+    # carries a record model (models.tumour.record); off: every tumour result is the photo's alone.
+    tumour_record_weighing: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # --- auditor console (/audit) ----------------------------------------------------------------

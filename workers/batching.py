@@ -45,10 +45,11 @@ from workers.liveness import LeaseKeeper, worker_id
 from workers.progress import FrameCallback, ProgressBoard
 from workers.writeback import (
     check_one_body_site,
-    facts_for_interpretation,
+    interpret,
     result_bundle,
     series_bundle,
     series_patient,
+    series_sites,
     stored_as_file,
 )
 
@@ -253,7 +254,10 @@ class _Batch:
 
     def _write_back(self, item: _Prepared, analysed: AnalysedPhoto) -> None:
         job, photo = item.job, item.photo
-        facts = facts_for_interpretation(photo, analysed.report, client=item.client, issued=self.issued)
+        sites = series_sites(item.photos) if item.series else None
+        analysed, facts = interpret(
+            photo, analysed, self.settings, client=item.client, issued=self.issued, sites=sites
+        )
         requester = requester_of(job.requested_by)
         if item.series:
             bundle = series_bundle(

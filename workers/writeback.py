@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -23,7 +24,8 @@ from fhir_mappings.photo import Photo
 from fhir_mappings.validation import Resource
 from models.errors import FhirServerUnavailable, InvalidSeries, PhotomarkerError
 from models.intake import strip_to_bytes
-from models.results import AnalysisReport, HbEstimate, PatientFacts
+from models.results import AnalysisReport, Concept, HbEstimate, PatientFacts, TumourAssessment
+from models.tumour.record_weighing import weigh_report
 from models.video_copy import picture_only_copy
 from plugin.settings import Settings
 from workers.analysis import AnalysedPhoto
@@ -108,6 +110,11 @@ def check_one_body_site(photos: Sequence[Photo]) -> None:
             )
 
 
+def series_sites(photos: Sequence[Photo]) -> tuple[Concept, ...]:
+    """The coded body site of a series: the first photo's that states one (they agree, see above)."""
+    return next((photo.body_site for photo in photos if photo.body_site), ())
+
+
 def _site_words(photo: Photo) -> str:
     if photo.body_site_text:
         return f'"{photo.body_site_text.strip()}"'
@@ -158,6 +165,36 @@ def series_bundle(
     return build_result_bundle(analysed.report, ctx, heatmaps=analysed.heatmaps, series_media=media)
 
 
+def interpret(
+    photo: Photo,
+    analysed: AnalysedPhoto,
+    settings: Settings,
+    *,
+    client: FhirClient | None,
+    issued: datetime,
+    patient: Mapping[str, Any] | None = None,
+    sites: Sequence[Concept] | None = None,
+) -> tuple[AnalysedPhoto, PatientFacts | None]:
+    """What the Patient adds to an analysis: its facts (for the WHO anaemia cut-offs) and, for a
+    tumour result, the weighing with the patient's age and the photo's body site (``sites``:
+    the series' site; default the photo's own)."""
+    weigh = settings.tumour_record_weighing and any(
+        isinstance(result, TumourAssessment) for _, result in analysed.report.model_results
+    )
+    facts = facts_for_interpretation(
+        photo, analysed.report, client=client, issued=issued, patient=patient, for_tumour=weigh
+    )
+    if not weigh:
+        return analysed, facts
+    report = weigh_report(
+        analysed.report,
+        age_months=facts.age_months if facts is not None else None,
+        sites=photo.body_site if sites is None else sites,
+        model_dir=settings.model_dir,
+    )
+    return replace(analysed, report=report), facts
+
+
 def facts_for_interpretation(
     photo: Photo,
     report: AnalysisReport,
@@ -165,14 +202,17 @@ def facts_for_interpretation(
     client: FhirClient | None,
     issued: datetime,
     patient: Mapping[str, Any] | None = None,
+    for_tumour: bool = False,
 ) -> PatientFacts | None:
-    """Age/sex for the WHO anaemia cut-offs — the Patient is read only when there is an Hb to judge.
+    """Age/sex for the WHO anaemia cut-offs and the tumour weighing — the Patient is read only when
+    there is an Hb to judge or (``for_tumour``) a tumour result to weigh.
 
     ``patient`` is the Patient resource when the input already carried it (a Bundle with
     ``_include``); otherwise it is read from the server. A server that is down is worth waiting
-    for (the cut-off is part of the result); any other failure leaves the Hb without a cut-off.
+    for (the cut-off and the weighing are part of the result); any other failure leaves the Hb
+    without a cut-off and the tumour result the photo's alone.
     """
-    if not any(isinstance(result, HbEstimate) for _, result in report.model_results):
+    if not for_tumour and not any(isinstance(result, HbEstimate) for _, result in report.model_results):
         return None
     if patient is None and client is not None and photo.subject:
         try:
@@ -180,7 +220,7 @@ def facts_for_interpretation(
         except FhirServerUnavailable:
             raise
         except PhotomarkerError:
-            log.warning("could not read the photo's Patient; Hb is reported without a cut-off")
+            log.warning("could not read the photo's Patient; results are reported without its facts")
     if patient is None:
         return None
     return patient_facts(patient, on=(photo.taken_at or issued).date())

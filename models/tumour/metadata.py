@@ -7,19 +7,14 @@ says "probably benign" and would leak the label. The shipped model never uses an
 FHIR Media carries no such answers. These figures exist to show what the questions add.
 
 The second comparison uses only what a FHIR record does hold for any photo: the patient's age
-(``Patient.birthDate`` against the photo's date) and the body region (``Media.bodySite``). A
-six-class logistic regression on those gives P(type | age, site); multiplied into the image
-model's probabilities and divided by the training prior (the image and the record taken as
-independent given the type, so nothing is fitted on the image model's outputs) it gives the
-record-weighted probabilities, and the report shows their malignant figures and six-class
-balanced accuracy.
+(``Patient.birthDate`` against the photo's date) and the body region (``Media.bodySite``),
+through the record model the tumour package serves (``models.tumour.record``), fitted on each
+fold's training rows: age and site together, and each alone (a record may hold only one). The
+report shows the weighed malignant figures, six-class balanced accuracy and per-type recall.
 """
 
 from __future__ import annotations
 
-import csv
-import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -28,14 +23,24 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from models.errors import DatasetError
 from models.evaluation import MetricValue, auroc, balanced_accuracy, bootstrap
 from models.tumour.dataset import CLASSES, MALIGNANT, MALIGNANT_OR_PREMALIGNANT, TumourSample
+from models.tumour.record import (
+    FACT_SETS,
+    METADATA_FILE,
+    add_one_prior,
+    age_of,
+    fact_columns,
+    fit_linear,
+    fit_multinomial,
+    metadata_rows,
+    record_features,
+    record_fusion,
+    standardise,
+)
 from models.tumour.report import BinaryFigures, binary_figures, operating_threshold
 
-METADATA_FILE: Final = "metadata_pad_ufes_20.csv"
 QUESTIONS: Final = ("itch", "grew", "hurt", "changed", "bleed", "elevation")
-L2_PENALTY: Final = 1e-2
 # Model names in the comparison: the record (age and site) alone, and the image weighed with it.
 RECORD_ONLY: Final = "age+site-only"
 IMAGE_WITH_RECORD: Final = "image+age+site"
@@ -54,48 +59,14 @@ def _answer(text: str) -> float:
 
 def load_metadata(csv_path: Path, samples: list[TumourSample]) -> MetadataTable:
     """Features for ``samples`` from ``metadata_pad_ufes_20.csv`` beside the labels (joined on img_id)."""
-    chosen, regions = _metadata_rows(csv_path, samples)
+    chosen, regions = metadata_rows(csv_path, samples)
     names = ["age", *QUESTIONS, *(f"region={r}" for r in regions)]
     table = np.zeros((len(samples), len(names)))
     for i, row in enumerate(chosen):
-        table[i, 0] = _age(row)
+        table[i, 0] = age_of(row)
         table[i, 1 : 1 + len(QUESTIONS)] = [_answer(row[q]) for q in QUESTIONS]
         table[i, 1 + len(QUESTIONS) + regions.index(row["region"].strip().upper())] = 1.0
     return MetadataTable(table, tuple(names))
-
-
-def load_record_context(csv_path: Path, samples: list[TumourSample]) -> MetadataTable:
-    """Age, age² (types differ most at the ends of life) and the body region: what FHIR holds."""
-    chosen, regions = _metadata_rows(csv_path, samples)
-    names = ["age", "age²", *(f"region={r}" for r in regions)]
-    table = np.zeros((len(samples), len(names)))
-    for i, row in enumerate(chosen):
-        table[i, 0] = _age(row)
-        table[i, 1] = table[i, 0] ** 2
-        table[i, 2 + regions.index(row["region"].strip().upper())] = 1.0
-    return MetadataTable(table, tuple(names))
-
-
-def _age(row: dict[str, str]) -> float:
-    try:
-        return float(row["age"])
-    except ValueError:
-        return math.nan
-
-
-def _metadata_rows(csv_path: Path, samples: list[TumourSample]) -> tuple[list[dict[str, str]], list[str]]:
-    """The metadata row of each sample (joined on img_id) and every region, sorted."""
-    path = csv_path.parent / METADATA_FILE
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = {row["img_id"].strip(): row for row in csv.DictReader(handle)}
-    except (OSError, KeyError) as exc:
-        raise DatasetError(f"cannot read the clinical metadata {path}: {exc}") from None
-    missing = [s.img_id for s in samples if s.img_id not in rows]
-    if missing:
-        raise DatasetError(f"{path}: no metadata for {len(missing)} photos (e.g. {missing[0]!r})")
-    regions = sorted({row["region"].strip().upper() for row in rows.values()})
-    return [rows[s.img_id] for s in samples], regions
 
 
 def fit_predict_logistic(
@@ -107,65 +78,9 @@ def fit_predict_logistic(
     """L2 logistic regression fitted on ``train`` rows (standardised there), P(positive) on ``test``."""
     target = torch.from_numpy(positive.astype(np.float64))
     loss = torch.nn.functional.binary_cross_entropy_with_logits
-    logits = _fit_linear(_standardised(features, train), train, (), loss, target, max_iter=200)
-    return torch.sigmoid(logits(test)).numpy()
-
-
-def fit_predict_multinomial(
-    features: NDArray[np.float64],
-    labels: NDArray[np.int_],
-    train: NDArray[np.intp],
-    test: NDArray[np.intp],
-) -> NDArray[np.float64]:
-    """L2 softmax regression over :data:`CLASSES` fitted on ``train`` rows, probabilities on ``test``."""
-    target = torch.from_numpy(labels.astype(np.int64))
-    loss = torch.nn.functional.cross_entropy
-    logits = _fit_linear(_standardised(features, train), train, (len(CLASSES),), loss, target, max_iter=500)
-    return torch.softmax(logits(test), dim=1).numpy()
-
-
-def _standardised(features: NDArray[np.float64], train: NDArray[np.intp]) -> torch.Tensor:
-    """Centred and scaled on the ``train`` rows only; a missing value becomes the centre."""
-    x = features.copy()
-    centre = np.nanmean(x[train], axis=0)
-    x = np.where(np.isnan(x), centre, x)
-    scale = x[train].std(axis=0)
-    scale[scale == 0] = 1.0
-    return torch.from_numpy((x - centre) / scale).double()
-
-
-def _fit_linear(
-    xt: torch.Tensor,
-    train: NDArray[np.intp],
-    outputs: tuple[int, ...],
-    loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    target: torch.Tensor,
-    *,
-    max_iter: int,
-) -> Callable[[NDArray[np.intp]], torch.Tensor]:
-    """A linear model with an L2 penalty fitted by L-BFGS on ``train`` rows: the logits of any rows."""
-    w = torch.zeros((xt.shape[1], *outputs), dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(outputs, dtype=torch.float64, requires_grad=True)
-    optimiser = torch.optim.LBFGS([w, b], max_iter=max_iter, line_search_fn="strong_wolfe")
-    rows = torch.from_numpy(train)
-
-    def closure() -> torch.Tensor:
-        optimiser.zero_grad()
-        loss = loss_of(xt[rows] @ w + b, target[rows]) + L2_PENALTY * (w * w).sum()
-        loss.backward()  # type: ignore[no-untyped-call]
-        return loss
-
-    optimiser.step(closure)  # type: ignore[no-untyped-call]
-    return lambda test: (xt[torch.from_numpy(test)] @ w + b).detach()
-
-
-def record_fusion(
-    image: NDArray[np.float64], record: NDArray[np.float64], prior: NDArray[np.float64]
-) -> NDArray[np.float64]:
-    """P(type | image) × P(type | record) ÷ P(type), renormalised: Bayes with the two independent
-    given the type. A record that says nothing (its probabilities = the prior) leaves the image's."""
-    fused = image * record / prior
-    return np.asarray(fused / fused.sum(axis=1, keepdims=True))
+    xt, _, _ = standardise(features, train)
+    w, b = fit_linear(xt, train, (), loss, target, max_iter=200)
+    return torch.sigmoid(xt[torch.from_numpy(test)] @ w + b).numpy()
 
 
 def out_of_fold_metadata(
@@ -202,6 +117,9 @@ class MetadataComparison:
     balanced_accuracy_6: dict[str, float] = field(default_factory=dict)
     # Image weighed with the record minus the image alone, paired on the same patients' resamples.
     record_gain: dict[str, MetricValue] = field(default_factory=dict)
+    # Per model, each type's recall (photos of it named as it), in CLASSES order, and their counts.
+    recall_6: dict[str, list[float]] = field(default_factory=dict)
+    class_counts: tuple[int, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -209,6 +127,11 @@ class MetadataComparison:
             "record_features": list(self.record_features),
             "six_class_balanced_accuracy": self.balanced_accuracy_6,
             "record_gain": {name: value.as_dict() for name, value in self.record_gain.items()},
+            "six_class_recall": {
+                "classes": list(CLASSES),
+                "photos": list(self.class_counts),
+                **self.recall_6,
+            },
         }
         for (grouping, model), figures in self.figures.items():
             out.setdefault(grouping, {})[model] = figures.to_json()
@@ -238,15 +161,22 @@ def compare_with_metadata(
     if not (csv_path.parent / METADATA_FILE).is_file():
         return None
     table = load_metadata(csv_path, samples)
-    record = load_record_context(csv_path, samples)
+    record, record_names, _ = record_features(csv_path, samples)
     labels = np.array([s.label for s in samples])
-    with_record = np.zeros_like(probabilities)
     record_alone = np.zeros_like(probabilities)
+    # "image+age+site", "image+age", "image+site": the image weighed with each fact set's regression.
+    weighed = {f"image+{facts}": np.zeros_like(probabilities) for facts in FACT_SETS}
     for train, test in splits:
-        record_alone[test] = fit_predict_multinomial(record.features, labels, train, test)
-        # Add-one counts: a type absent from a small training set must not divide by zero.
-        prior = (np.bincount(labels[train], minlength=len(CLASSES)) + 1) / (len(train) + len(CLASSES))
-        with_record[test] = record_fusion(probabilities[test], record_alone[test], prior)
+        prior = add_one_prior(labels[train])
+        for facts in FACT_SETS:
+            columns = fact_columns(facts, record_names)
+            names = tuple(record_names[i] for i in columns)
+            fitted = fit_multinomial(record[:, columns], names, labels, train)
+            alone = fitted.probabilities(record[test][:, columns])
+            if facts == "age+site":
+                record_alone[test] = alone
+            weighed[f"image+{facts}"][test] = record_fusion(probabilities[test], alone, prior)
+    with_record = weighed[IMAGE_WITH_RECORD]
     groups = [s.patient_id for s in samples]
     figures: dict[tuple[str, str], BinaryFigures] = {}
     for grouping, positives in (("malignant", MALIGNANT), ("malignant_or_ack", MALIGNANT_OR_PREMALIGNANT)):
@@ -259,15 +189,23 @@ def compare_with_metadata(
             ("metadata-only", metadata),
             ("image+metadata", late_fusion(image, metadata)),
             (RECORD_ONLY, record_alone[:, index].sum(1)),
-            (IMAGE_WITH_RECORD, with_record[:, index].sum(1)),
+            *((name, p[:, index].sum(1)) for name, p in weighed.items()),
         ):
             figures[(grouping, model)] = binary_figures(
                 positive, score, operating_threshold(positive, score), groups, resamples
             )
-    models = {"image": probabilities, RECORD_ONLY: record_alone, IMAGE_WITH_RECORD: with_record}
+    models = {"image": probabilities, RECORD_ONLY: record_alone, **weighed}
     accuracies = {name: balanced_accuracy(labels, p.argmax(1)) for name, p in models.items()}
     gain = record_gain(labels, probabilities, with_record, groups, resamples)
-    return MetadataComparison(table.names, figures, record.names, accuracies, gain)
+    counts = np.bincount(labels, minlength=len(CLASSES))
+    recall = {
+        name: [float(((p.argmax(1) == k) & (labels == k)).sum() / max(n, 1)) for k, n in enumerate(counts)]
+        for name, p in models.items()
+        if name != RECORD_ONLY
+    }
+    return MetadataComparison(
+        table.names, figures, record_names, accuracies, gain, recall, tuple(int(c) for c in counts)
+    )
 
 
 def record_gain(

@@ -33,8 +33,15 @@ from models.manifest import (
 from models.registry import PENDING_SHA256, PackageRequest, save_model_package
 from models.tumour.cross_validation import CrossValidation
 from models.tumour.dataset import CLASSES, LABELS, TumourSample, input_spec
-from models.tumour.metadata import IMAGE_WITH_RECORD, RECORD_ONLY, MetadataComparison
-from models.tumour.report import TARGET_SENSITIVITY, BinaryFigures, TumourReport
+from models.tumour.metadata import MetadataComparison
+from models.tumour.record_card import (
+    FIGURES_HEADER,
+    comparison_sections,
+    figures_row,
+    provenance_line,
+    record_verdict,
+)
+from models.tumour.report import TARGET_SENSITIVITY, TumourReport
 from models.tumour.training import TTA_VIEWS, TumourTrainingConfig
 
 DEFAULT_NAME: Final = "tumour-padufes"
@@ -194,18 +201,6 @@ def save_tumour_package(
     )
 
 
-def _figures_row(name: str, figures: BinaryFigures) -> str:
-    m = figures.metrics
-    cells = " | ".join(m[k].format() for k in ("auroc", "sensitivity", "specificity", "balanced_accuracy"))
-    return f"| {name} | {figures.n} | {figures.n_positive} | {cells} |"
-
-
-FIGURES_HEADER: Final = (
-    "| | n | positive | AUROC [95% CI] | sensitivity | specificity | balanced accuracy |\n"
-    "|---|---|---|---|---|---|---|"
-)
-
-
 def type_rule_text(manifest: ModelManifest, report: TumourReport) -> str:
     """How the named type is chosen, with the six-class figures of that choice (and of the other)."""
     plain = f"Six-class accuracy {report.accuracy:.3f}, balanced accuracy {report.balanced_accuracy_6:.3f}."
@@ -233,7 +228,11 @@ def model_card(
     fold_auroc: list[float],
     comparison: MetadataComparison | None,
     directory: Path,
+    *,
+    generated_on: datetime.date | None = None,
 ) -> str:
+    """The card; ``generated_on`` is the day the figures were made (today unless a later run, such as
+    attaching the record model, rewrites the card of a package trained before)."""
     data = manifest.training_data
     cal, policy = manifest.calibration, manifest.abstention
     codes = "\n".join(
@@ -254,44 +253,13 @@ def model_card(
         f"≥ {AIM_SENSITIVITY:.0%} at the stated specificity): cross-validated AUROC {auroc.format()}, "
         f"and at sensitivity {sens.format()} the specificity is only {spec_.format()}."
     )
-    per_class = "\n".join(_figures_row(name, f) for name, f in report.per_class.items())
+    weighed_verdict = record_verdict(comparison) if comparison is not None and manifest.record else ""
+    per_class = "\n".join(figures_row(name, f) for name, f in report.per_class.items())
     called = ", ".join(f"{name} {value.format()}" for name, value in report.called_malignant.items()) + "."
     dark = sum(report.per_fitzpatrick[t].n for t in ("4", "5", "6") if t in report.per_fitzpatrick)
     unknown = report.per_fitzpatrick["unknown"].n if "unknown" in report.per_fitzpatrick else 0
-    per_type = "\n".join(_figures_row(f"type {name}", f) for name, f in report.per_fitzpatrick.items())
-    metadata = ""
-    if comparison is not None:
-        rows = "\n".join(
-            _figures_row(f"{grouping.replace('_', ' ')}: {model}", f)
-            for (grouping, model), f in comparison.figures.items()
-        )
-        accuracies = ", ".join(
-            f"{name} {value:.3f}" for name, value in comparison.balanced_accuracy_6.items()
-        )
-        gains = "; ".join(f"{name} {value.format(3)}" for name, value in comparison.record_gain.items())
-        metadata = f"""
-## With the clinical questions (comparison only — the shipped model does not use them)
-PAD-UFES-20 also records answers to clinical questions. Using them, on the same patient-grouped
-folds: a logistic regression on {", ".join(comparison.features[:7])} and the body region
-({len(comparison.features) - 7} regions) alone, and an equal-weight late fusion (mean log-odds) of
-it with this image model. Each row's threshold is set at {TARGET_SENSITIVITY:.0%} sensitivity on
-these out-of-fold scores. Answers missing for exactly the non-biopsied photos (smoking, family
-origin, Fitzpatrick type, diameters, cancer history) are left out: their absence gives the label away.
-
-The `{RECORD_ONLY}` and `{IMAGE_WITH_RECORD}` rows use only what a FHIR record holds for any
-photo: the age at the photo (`Patient.birthDate`) and the body region (`Media.bodySite`). A
-six-class logistic regression on {", ".join(comparison.record_features[:2])} and the region gives
-P(type | age, site) on each held-out fold; multiplied into this model's probabilities and divided by
-the fold's training prior (image and record taken as independent given the type: nothing is fitted
-on the image model's outputs). Six-class balanced accuracy (most likely type): {accuracies}.
-Weighed minus image alone, paired patient bootstrap: {gains}.
-
-{FIGURES_HEADER}
-{rows}
-
-The shipped model reads the image alone: a FHIR `Media` carries no answers to the questions, and
-the age-and-site weighing is measured here but not yet part of the package.
-"""
+    per_type = "\n".join(figures_row(f"type {name}", f) for name, f in report.per_fitzpatrick.items())
+    metadata = comparison_sections(comparison, manifest.record) if comparison is not None else ""
     first = manifest.starting_weights
     start = "from ImageNet-pretrained weights" if first else "from scratch"
     starting = (
@@ -305,12 +273,11 @@ the age-and-site weighing is measured here but not yet part of the package.
     )
     return f"""# {manifest.display_name} — `{manifest.name}` {manifest.version}
 
-> **Research evaluation only — not for clinical decisions.** {verdict} Trained {start} on
+> **Research evaluation only — not for clinical decisions.** {verdict}{weighed_verdict} Trained {start} on
 > ~1,200 lesion cut-outs of one Brazilian clinic network; it does not replace a dermatologist or
 > a biopsy.{REFERENCE_NOTE if manifest.reference_only else ""}
 
-Generated by `{manifest.evaluation.command}` on {datetime.date.today().isoformat()}; every figure
-below comes from that run's cross-validation.
+{provenance_line(manifest, generated_on or datetime.date.today())}
 
 | | |
 |---|---|
@@ -348,8 +315,8 @@ out-of-fold outputs (chosen on the same outputs it is scored on, so slightly opt
 the specificity is {spec_.format()}. `photomarker evaluate tumour` scores at this same threshold.
 
 {FIGURES_HEADER}
-{_figures_row("malignant (BCC+SCC+MEL) vs benign", report.malignant)}
-{_figures_row("malignant or ACK vs SEK+NEV", report.malignant_or_ack)}
+{figures_row("malignant (BCC+SCC+MEL) vs benign", report.malignant)}
+{figures_row("malignant or ACK vs SEK+NEV", report.malignant_or_ack)}
 
 Malignant-vs-benign AUROC inside each held-out fold: {", ".join(f"{a:.3f}" for a in fold_auroc)}.
 

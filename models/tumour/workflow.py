@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +11,15 @@ import numpy as np
 import torch
 
 from models.engine.ensemble import aggregate_classifier
+from models.errors import DatasetError
 from models.registry import PackageRequest
 from models.tumour.cross_validation import cross_validate
 from models.tumour.dataset import load_images, load_samples
 from models.tumour.metadata import compare_with_metadata
 from models.tumour.network import cam_layer
 from models.tumour.package import calibrate, save_tumour_package
+from models.tumour.record import METADATA_FILE
+from models.tumour.record_package import attach_record
 from models.tumour.report import TumourReport, tumour_report
 from models.tumour.training import (
     Progress,
@@ -26,6 +30,15 @@ from models.tumour.training import (
 )
 
 
+@dataclass(frozen=True)
+class RecordRequest:
+    """``--record-into``: the package the record model goes into, the command, the new version."""
+
+    directory: Path
+    command: str
+    version: str | None = None
+
+
 def run_training(
     csv_path: Path,
     config: TumourTrainingConfig,
@@ -34,8 +47,11 @@ def run_training(
     *,
     cache_dir: Path | None = None,
     resamples: int = 1000,
+    record: RecordRequest | None = None,
 ) -> tuple[TumourReport, dict[str, Any]]:
-    """CV figures (calibrated, out-of-fold) and, with a ``request``, the package written."""
+    """CV figures (calibrated, out-of-fold) and, with a ``request``, the package written (with the
+    record model when the data has its metadata); with ``record``, the record model put into an
+    existing package."""
     began = time.perf_counter()
     samples = load_samples(csv_path)
     x01 = load_images(samples, config.size, cache_dir)
@@ -73,6 +89,22 @@ def run_training(
     if comparison is not None:
         extra["metadata_comparison"] = comparison.to_json()
         extra["metadata_table"] = comparison.format_table()
+    common: dict[str, Any] = {
+        "csv_path": csv_path,
+        "samples": samples,
+        "calibration": calibration,
+        "abstention": abstention,
+        "report": report,
+        "comparison": comparison,
+        "config": config,
+        "fold_auroc": cv.fold_auroc,
+    }
+    if record is not None:
+        if comparison is None:
+            raise DatasetError(f"--record-into needs {METADATA_FILE} beside {csv_path.name}")
+        attached = attach_record(record.directory, **common, command=record.command, version=record.version)
+        progress(f"put the record model into {record.directory} ({attached.name} {attached.version})")
+        extra["record_package"] = {"name": attached.name, "version": attached.version}
     if request is not None:
         members = train_final(samples, x01, config, progress)
         # The OOD Gaussian of the final members, fitted on every training photo.
@@ -91,6 +123,13 @@ def run_training(
             ood,
             decision_weights=[float(w) for w in rule],
         )
+        if comparison is not None:
+            manifest = attach_record(
+                request.directory,
+                **common,
+                command=request.command,
+                version=manifest.version,
+            )
         progress(f"wrote {request.directory} (weights {manifest.weights.sha256[:12]}…)")
         extra["package"] = {
             "name": manifest.name,

@@ -16,6 +16,7 @@ from typing import Any
 
 from fhir_mappings import codes
 from fhir_mappings.observations import SUGGESTED_TYPE
+from fhir_mappings.record_weighing import PHOTO_ONLY_CODE
 from plugin.clinician.wording import day, percent
 
 # The heat map that explains a result (see fhir_mappings.observations).
@@ -242,6 +243,12 @@ def _component(component: dict[str, Any], view: ResultView) -> None:
         return
     label = _text(component.get("code")) or "Component"
     quantity = component.get("valueQuantity")
+    if code == PHOTO_ONLY_CODE and isinstance(quantity, dict):
+        # Not a type's bar: the same malignancy probability, before the record was weighed in.
+        value = quantity.get("value")
+        if isinstance(value, int | float):
+            view.items.append(("Malignant, from the photo alone", percent(float(value))))
+        return
     if view.code != "photo-quality" and isinstance(quantity, dict) and quantity.get("code") == "1":
         # A probability (UCUM "1", 0–1) of a class: whichever classifier wrote it, a bar.
         value = quantity.get("value")

@@ -31,6 +31,7 @@ from models.results import (
     ConditionProbabilities,
     HbEstimate,
     PatientFacts,
+    RecordWeighing,
     TisScore,
     TumourAssessment,
 )
@@ -122,6 +123,28 @@ def test_a_type_named_by_the_balanced_rule_is_shown_as_the_observation_words_it(
     obs = build_tumour_observation(TumourAssessment(0.85, plain), sample_model(), sample_context())
     most_likely = "Most likely type: Basal cell carcinoma of skin (probability 55 %)"
     assert obs["interpretation"] == [{"text": most_likely}]
+
+
+def test_a_tumour_result_weighed_with_the_record_shows_the_photos_own_figure_beside_it(
+    tmp_path: Path,
+) -> None:
+    photo = (ClassProbability(BCC, 0.48), ClassProbability(MEL, 0.12))
+    record = RecordWeighing(
+        used=("age 76 years", "body site Back structure"),
+        not_used=(),
+        photo_only_malignancy=0.60,
+        photo_only_types=photo,
+    )
+    weighed = TumourAssessment(
+        0.71, (ClassProbability(BCC, 0.64), ClassProbability(MEL, 0.07)), record=record
+    )
+    seen = unescape(_render(tmp_path, build_tumour_observation(weighed, sample_model(), sample_context())))
+    text = seen.split("\n", 1)[0]
+    assert "71 %" in text and "Malignant, from the photo alone 60 %" in text
+    assert "Weighed with the patient's record (age 76 years; body site Back structure)" in text
+    assert "does not rule melanoma out" in text
+    # One bar per type; the photo-alone figure is a line, not a seventh bar.
+    assert "Probability of malignancy from the photo alone" not in text, "no bar for it"
 
 
 def test_hb_with_interval_and_anaemia_flag(tmp_path: Path) -> None:

@@ -52,6 +52,7 @@ from models.results import (
     QualityCheck,
     QualityCheckName,
     QualityVerdict,
+    RecordWeighing,
     TisScore,
     TumourAssessment,
 )
@@ -103,11 +104,20 @@ def result(data: Json) -> ModelResult:
             body_site=optional_concept(data.get("body_site")),
         )
     if kind == "skin-tumour":
+        record = data.get("record")
         return TumourAssessment(
             malignancy_probability=data["malignancy_probability"],
             types=classes(data["types"]),
             abstention=abstention(data.get("abstention")),
             body_site=optional_concept(data.get("body_site")),
+            record=None
+            if record is None
+            else RecordWeighing(
+                used=tuple(record["used"]),
+                not_used=tuple(record["not_used"]),
+                photo_only_malignancy=record["photo_only_malignancy"],
+                photo_only_types=classes(record["photo_only_types"]),
+            ),
         )
     if kind == "hb":
         return HbEstimate(

@@ -17,11 +17,9 @@ from models.tumour.metadata import (
     RECORD_ONLY,
     MetadataComparison,
     compare_with_metadata,
-    fit_predict_multinomial,
-    load_record_context,
-    record_fusion,
 )
 from models.tumour.package import model_card
+from models.tumour.record import fit_multinomial, record_features, record_fusion
 from models.tumour.report import tumour_report
 from models.tumour.training import TumourTrainingConfig
 from tests.tumour.conftest import PAD_UFES
@@ -29,12 +27,11 @@ from tests.tumour.conftest import PAD_UFES
 
 def test_the_record_context_is_age_and_site_only() -> None:
     samples = load_samples(PAD_UFES / "labels.csv")
-    table = load_record_context(PAD_UFES / "labels.csv", samples)
-    assert table.names[:2] == ("age", "age²")
-    assert all(name.startswith("region=") for name in table.names[2:])
-    assert not any(q in name for q in QUESTIONS for name in table.names), "no study-form answers"
-    assert np.all(table.features[:, 2:].sum(1) == 1), "exactly one body region per photo"
-    assert np.allclose(table.features[:, 1], table.features[:, 0] ** 2)
+    table, names, regions = record_features(PAD_UFES / "labels.csv", samples)
+    assert names[:2] == ("age", "age²") and names[2:] == tuple(f"region={r}" for r in regions)
+    assert not any(q in name for q in QUESTIONS for name in names), "no study-form answers"
+    assert np.all(table[:, 2:].sum(1) == 1), "exactly one body region per photo"
+    assert np.allclose(table[:, 1], table[:, 0] ** 2)
 
 
 def test_a_record_that_says_nothing_leaves_the_image_probabilities() -> None:
@@ -54,15 +51,17 @@ def test_the_softmax_regression_learns_from_its_training_rows_only() -> None:
     labels = np.repeat(np.arange(len(CLASSES)), 20)
     features = np.eye(len(CLASSES))[labels] + rng.normal(0, 0.2, (len(labels), len(CLASSES)))
     train, test = np.arange(0, 120, 2), np.arange(1, 120, 2)
-    predicted = fit_predict_multinomial(features, labels, train, test)
+    names = tuple(f"x{i}" for i in range(len(CLASSES)))
+
+    def fit_predict(target: NDArray[np.int_]) -> NDArray[np.float64]:
+        return fit_multinomial(features, names, target, train).probabilities(features[test])
+
+    predicted = fit_predict(labels)
     assert predicted.shape == (60, len(CLASSES)) and predicted.sum(1) == pytest.approx(np.ones(60))
     assert balanced_accuracy(labels[test], predicted.argmax(1)) == 1.0
     # Shuffled training labels carry no signal: the held-out rows are then near chance.
     shuffled = rng.permutation(labels)
-    assert (
-        balanced_accuracy(labels[test], fit_predict_multinomial(features, shuffled, train, test).argmax(1))
-        < 0.5
-    )
+    assert balanced_accuracy(labels[test], fit_predict(shuffled).argmax(1)) < 0.5
 
 
 def _subset_comparison() -> tuple[list[TumourSample], NDArray[np.float64], MetadataComparison]:
@@ -82,10 +81,16 @@ def test_the_comparison_reports_the_record_alone_and_weighed_into_the_image() ->
         assert {"image", RECORD_ONLY, IMAGE_WITH_RECORD} <= {
             m for g, m in comparison.figures if g == grouping
         }
-    assert set(comparison.balanced_accuracy_6) == {"image", RECORD_ONLY, IMAGE_WITH_RECORD}
+    out = comparison.to_json()
+    weighed = {IMAGE_WITH_RECORD, "image+age", "image+site"}
+    assert set(comparison.balanced_accuracy_6) == {"image", RECORD_ONLY, *weighed}
+    # Each type's recall, for the photo and each weighing (the card's melanoma sentence reads it).
+    assert set(comparison.recall_6) == {"image", *weighed}
+    assert comparison.recall_6["image"] == pytest.approx([1.0] * len(CLASSES))
+    assert sum(comparison.class_counts) == comparison.figures[("malignant", "image")].n
+    assert set(out["six_class_recall"]) == {"classes", "photos", "image", *weighed}
     assert comparison.balanced_accuracy_6["image"] == 1.0
     assert comparison.record_features[:2] == ("age", "age²")
-    out = comparison.to_json()
     assert (
         out["six_class_balanced_accuracy"][IMAGE_WITH_RECORD]
         == comparison.balanced_accuracy_6[IMAGE_WITH_RECORD]
@@ -98,16 +103,21 @@ def test_the_comparison_reports_the_record_alone_and_weighed_into_the_image() ->
     assert set(out["record_gain"]) == set(comparison.record_gain)
 
 
-def test_the_card_gives_the_record_comparison_and_says_it_is_not_served() -> None:
+def test_the_card_gives_the_record_comparison_and_whether_it_is_served() -> None:
     samples, probabilities, comparison = _subset_comparison()
     labels = np.array([s.label for s in samples])
     report = tumour_report(
         probabilities, labels, [s.patient_id for s in samples], [s.fitzpatrick for s in samples], resamples=20
     )
     shipped = SHIPPED_MODEL_DIR / "tumour-padufes"
-    card = model_card(
-        load_manifest(shipped / "manifest.json"), report, TumourTrainingConfig(), [0.9], comparison, shipped
-    )
-    assert f"malignant: {IMAGE_WITH_RECORD}" in card and f"malignant: {RECORD_ONLY}" in card
-    assert "Weighed minus image alone, paired patient bootstrap" in card
-    assert "`Patient.birthDate`" in card and "not yet part of the package" in card
+    manifest = load_manifest(shipped / "manifest.json")
+    assert manifest.record is not None
+    without = manifest.model_copy(update={"record": None})
+    for package, served in ((without, "does not carry the record model"), (manifest, "**Served.**")):
+        card = model_card(package, report, TumourTrainingConfig(), [0.9], comparison, shipped)
+        assert f"malignant: {IMAGE_WITH_RECORD}" in card and f"malignant: {RECORD_ONLY}" in card
+        assert "Weighed minus photo alone, paired patient bootstrap" in card
+        assert "`Patient.birthDate`" in card and served in card
+        assert "| MEL | " in card and "A weighed result never rules melanoma out." in card
+    served_card = model_card(manifest, report, TumourTrainingConfig(), [0.9], comparison, shipped)
+    assert manifest.record.sha256 in served_card and manifest.record.command in served_card

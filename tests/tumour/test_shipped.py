@@ -68,7 +68,7 @@ def test_the_card_cites_pad_ufes_20_and_says_it_is_for_research_evaluation_only(
     # No path of the machine that trained it: the card must read the same on any checkout.
     checkout = str(Path(__file__).resolve().parents[2].parent)
     assert checkout not in card and checkout not in (PACKAGE / "manifest.json").read_text()
-    assert "Fitzpatrick" in card and "image alone" in card
+    assert "Fitzpatrick" in card and "## Weighed with the patient's age and body site" in card
     auroc = manifest.evaluation.metrics["malignant_auroc"]
     if auroc < AIM_AUROC:
         assert "does not meet the aim" in card and manifest.reference_only

@@ -1,0 +1,196 @@
+"""A tumour result weighed with the patient's record: the facts read, the regions they name, Bayes.
+
+Runs at write-back, once the Patient has been read (``workers.writeback``): the photo's own
+analysis is done and batched without it. The age is the patient's at the photo
+(``Patient.birthDate`` against the photo's date); the site is the photo's coded ``bodySite``.
+Only what the record states is used — the body-part network, a reference model trained on
+generated photos, never stands in for a missing site — and what was not used is said, with why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+
+from models.errors import InvalidModelManifest, ModelWeightsMismatch, ModelWeightsMissing
+from models.manifest import LabelSpec
+from models.registry import ModelPackage, registry_for
+from models.results import (
+    SNOMED,
+    AnalysisReport,
+    ClassProbability,
+    Concept,
+    RecordWeighing,
+    TumourAssessment,
+)
+from models.tumour.record import RecordModel, parse_record, record_fusion
+
+# SNOMED CT body structures → PAD-UFES-20's regions. A finer site names one region; a coarser one
+# (upper limb, head, trunk, lower limb) is weighed as the average over the regions inside it. Codes
+# are matched from the sender's bodySite, never written: one not listed here leaves the site unused.
+SITE_REGIONS: Final[dict[str, tuple[str, ...]]] = {
+    "89545001": ("FACE",),  # Face structure
+    "45206002": ("NOSE",),  # Nasal structure
+    "117590005": ("EAR",),  # Ear structure
+    "48477009": ("LIP",),  # Lip structure
+    "41695006": ("SCALP",),  # Scalp structure
+    "45048000": ("NECK",),  # Neck structure
+    "51185008": ("CHEST",),  # Thoracic structure
+    "818983003": ("ABDOMEN",),  # Abdomen structure
+    "113345001": ("ABDOMEN",),  # Abdominal structure
+    "77568009": ("BACK",),  # Back structure
+    "40983000": ("ARM",),  # Upper arm structure (PAD-UFES-20's "arm" is the upper arm)
+    "14975008": ("FOREARM",),  # Forearm structure
+    "85562004": ("HAND",),  # Hand structure
+    "68367000": ("THIGH",),  # Thigh structure
+    "56459004": ("FOOT",),  # Foot structure
+    "69536005": ("FACE", "NOSE", "EAR", "LIP", "SCALP"),  # Head structure
+    "22943007": ("CHEST", "ABDOMEN", "BACK"),  # Trunk structure
+    "53120007": ("ARM", "FOREARM", "HAND"),  # Upper limb structure
+    "61685007": ("THIGH", "FOOT"),  # Lower limb structure
+}
+REGION_WORDS: Final = {
+    "ABDOMEN": "abdomen",
+    "ARM": "upper arm",
+    "BACK": "back",
+    "CHEST": "chest",
+    "EAR": "ear",
+    "FACE": "face",
+    "FOOT": "foot",
+    "FOREARM": "forearm",
+    "HAND": "hand",
+    "LIP": "lip",
+    "NECK": "neck",
+    "NOSE": "nose",
+    "SCALP": "scalp",
+    "THIGH": "thigh",
+}
+
+
+def site_regions(sites: Sequence[Concept], known: Sequence[str]) -> tuple[Concept, tuple[str, ...]] | None:
+    """The first coded site the record model knows, with its regions (all of them fitted)."""
+    for site in sites:
+        regions = SITE_REGIONS.get(site.code) if site.system == SNOMED else None
+        if regions and set(regions) <= set(known):
+            return site, regions
+    return None
+
+
+def _site_words(site: Concept, regions: tuple[str, ...]) -> str:
+    name = site.display or site.code
+    if len(regions) == 1:
+        return f"body site {name}"
+    inside = [REGION_WORDS.get(r, r.lower()) for r in regions]
+    return f"body site {name} (averaged over {', '.join(inside[:-1])} and {inside[-1]})"
+
+
+def weigh_assessment(
+    assessment: TumourAssessment,
+    labels: Sequence[LabelSpec],
+    model: RecordModel,
+    *,
+    age_months: int | None,
+    sites: Sequence[Concept],
+) -> TumourAssessment:
+    """The assessment with its probabilities weighed by the facts the record gives, and what was used.
+
+    An abstained result is left as it is: the photo gave no conclusion to weigh.
+    """
+    if assessment.abstention is not None:
+        return assessment
+    used: list[str] = []
+    not_used: list[str] = []
+    age: float | None = None
+    low, high = model.age_range
+    if age_months is None:
+        not_used.append("age (the Patient gives no full birth date)")
+    elif not low <= age_months / 12 <= high:
+        not_used.append(f"age {age_months // 12} years (outside the ages fitted, {low:.0f}–{high:.0f})")
+    else:
+        age = age_months / 12
+        used.append(f"age {age_months // 12} years")
+    found = site_regions(sites, model.regions)
+    if found is not None:
+        used.append(_site_words(*found))
+    elif sites:
+        not_used.append(f"body site {sites[0].display or sites[0].code} (not a site the record model knows)")
+    else:
+        not_used.append("body site (the photo has no coded site)")
+    image = {p.concept.code: p for p in assessment.types}
+    photo = np.array([image[code].probability for code in model.classes])
+    if age is None and found is None:
+        weighed = photo
+    else:
+        record = model.probabilities(age, found[1] if found is not None else None)
+        weighed = record_fusion(photo, record, np.asarray(model.prior))
+    types = sorted(
+        (
+            ClassProbability(image[code].concept, float(p), image[code].decision_weight)
+            for code, p in zip(model.classes, weighed, strict=True)
+        ),
+        key=lambda c: c.probability,
+        reverse=True,
+    )
+    malignant = {label.code for label in labels if label.group == "malignant"}
+    return replace(
+        assessment,
+        malignancy_probability=float(sum(c.probability for c in types if c.concept.code in malignant)),
+        types=tuple(types),
+        record=RecordWeighing(
+            used=tuple(used),
+            not_used=tuple(not_used),
+            photo_only_malignancy=assessment.malignancy_probability,
+            photo_only_types=assessment.types,
+            age_used=age is not None,
+        ),
+    )
+
+
+def weigh_report(
+    report: AnalysisReport, *, age_months: int | None, sites: Sequence[Concept], model_dir: Path | None
+) -> AnalysisReport:
+    """Every tumour result of a package that carries a record model, weighed with the record."""
+    results = []
+    for model, result in report.model_results:
+        if isinstance(result, TumourAssessment):
+            package = registry_for(model_dir).get(model.name)
+            record = package_record(package) if package.manifest.version == model.version else None
+            if record is not None:
+                result = weigh_assessment(
+                    result, package.manifest.labels, record, age_months=age_months, sites=sites
+                )
+        results.append((model, result))
+    return replace(report, model_results=tuple(results))
+
+
+def package_record(package: ModelPackage) -> RecordModel | None:
+    """The package's record model, checked against the manifest's SHA-256; None when it has none."""
+    spec = package.manifest.record
+    if spec is None:
+        return None
+    classes = tuple(label.code for label in package.manifest.labels)
+    return _load(package.directory / spec.file, spec.sha256, classes)
+
+
+@lru_cache(maxsize=4)
+def _load(path: Path, sha256: str, classes: tuple[str, ...]) -> RecordModel:
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        raise ModelWeightsMissing(f"{path.parent.name}: {path.name} is not in the package") from None
+    actual = hashlib.sha256(raw).hexdigest()
+    if actual != sha256:
+        raise ModelWeightsMismatch(
+            f"{path.parent.name}: {path.name} has SHA-256 {actual[:12]}…, the manifest says {sha256[:12]}…; "
+            "refusing to use it"
+        )
+    model = parse_record(raw, str(path))
+    if model.classes != classes:
+        raise InvalidModelManifest(f"{path}: its classes are not the package's labels, in order")
+    return model
