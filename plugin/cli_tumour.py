@@ -279,3 +279,6 @@ def evaluate_tumour(
     click.echo(f"{result.model} {result.version} on {csv_path}:")
     click.echo(result.report.format_table())
     click.echo(f"abstained on {result.abstained} (still scored)")
+    if result.weighed is not None:
+        click.echo("Weighed with each photo's age and body region, as served:")
+        click.echo(result.weighed.format_table())

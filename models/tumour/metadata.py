@@ -120,6 +120,8 @@ class MetadataComparison:
     # Per model, each type's recall (photos of it named as it), in CLASSES order, and their counts.
     recall_6: dict[str, list[float]] = field(default_factory=dict)
     class_counts: tuple[int, ...] = ()
+    # The out-of-fold probabilities weighed with age and site (N, 6): the served model's CV outputs.
+    with_record: NDArray[np.float64] | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -204,7 +206,14 @@ def compare_with_metadata(
         if name != RECORD_ONLY
     }
     return MetadataComparison(
-        table.names, figures, record_names, accuracies, gain, recall, tuple(int(c) for c in counts)
+        table.names,
+        figures,
+        record_names,
+        accuracies,
+        gain,
+        recall,
+        tuple(int(c) for c in counts),
+        with_record,
     )
 
 

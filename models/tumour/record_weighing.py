@@ -10,6 +10,7 @@ generated photos, never stands in for a missing site — and what was not used i
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Final
 
 import numpy as np
+from numpy.typing import NDArray
 
 from models.errors import InvalidModelManifest, ModelWeightsMismatch, ModelWeightsMissing
 from models.manifest import LabelSpec
@@ -90,6 +92,27 @@ def _site_words(site: Concept, regions: tuple[str, ...]) -> str:
     return f"body site {name} (averaged over {', '.join(inside[:-1])} and {inside[-1]})"
 
 
+def usable_age(model: RecordModel, years: float | None) -> float | None:
+    """The age when the record model was fitted on such ages; it is never extrapolated."""
+    low, high = model.age_range
+    return years if years is not None and math.isfinite(years) and low <= years <= high else None
+
+
+def weigh_rows(
+    model: RecordModel, probabilities: NDArray[np.float64], ages: Sequence[float], regions: Sequence[str]
+) -> NDArray[np.float64]:
+    """Photos' (N, classes) probabilities weighed with each one's age (years) and PAD-UFES-20 region,
+    by the rules served (``evaluate tumour`` scores a labelled set this way)."""
+    weighed = probabilities.copy()
+    prior = np.asarray(model.prior)
+    for i, (years, region) in enumerate(zip(ages, regions, strict=True)):
+        age = usable_age(model, years)
+        known = (region,) if region in model.regions else None
+        if age is not None or known is not None:
+            weighed[i] = record_fusion(probabilities[i], model.probabilities(age, known), prior)
+    return weighed
+
+
 def weigh_assessment(
     assessment: TumourAssessment,
     labels: Sequence[LabelSpec],
@@ -106,14 +129,13 @@ def weigh_assessment(
         return assessment
     used: list[str] = []
     not_used: list[str] = []
-    age: float | None = None
-    low, high = model.age_range
+    age = usable_age(model, None if age_months is None else age_months / 12)
     if age_months is None:
         not_used.append("age (the Patient gives no full birth date)")
-    elif not low <= age_months / 12 <= high:
+    elif age is None:
+        low, high = model.age_range
         not_used.append(f"age {age_months // 12} years (outside the ages fitted, {low:.0f}–{high:.0f})")
     else:
-        age = age_months / 12
         used.append(f"age {age_months // 12} years")
     found = site_regions(sites, model.regions)
     if found is not None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
 from models.errors import ModelWeightsMismatch
@@ -19,6 +20,7 @@ from models.tumour.dataset import CLASSES, LABELS, load_samples
 from models.tumour.package import DEFAULT_NAME
 from models.tumour.record import RecordModel, fit_record_model, parse_record, record_json
 from models.tumour.record_weighing import package_record, weigh_assessment
+from plugin.cli import main
 from tests.analyze_cli import media_json, observation, resources, run, write_json
 from tests.datasets import full_dataset
 from tests.tumour.conftest import PAD_UFES
@@ -204,3 +206,19 @@ def test_the_weighing_can_be_switched_off(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     tumour = observation(json.loads(result.stdout), "skin-tumour-malignancy")
     assert not any("record" in n["text"] for n in tumour.get("note", []))
+
+
+def test_evaluate_scores_the_weighed_result_at_the_packages_weighed_operating_point() -> None:
+    data = str(PAD_UFES / "labels.csv")
+    result = CliRunner().invoke(
+        main, ["evaluate", "tumour", "--data", data, "--json", "--resamples", "100"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    weighed = out["weighed_with_age_and_site"]
+    metrics = registry_for(None).get(DEFAULT_NAME).manifest.evaluation.metrics
+    assert weighed["operating_threshold"] == metrics["weighed_malignant_operating_threshold"]
+    assert out["operating_threshold"] == metrics["malignant_operating_threshold"]
+    assert weighed["auroc"]["value"] != out["auroc"]["value"], "the record moved the scores"
+    # The CV figures the card states for the served result are in the manifest beside the photo's.
+    assert metrics["weighed_malignant_auroc"] > metrics["malignant_auroc"]
