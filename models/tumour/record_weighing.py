@@ -33,29 +33,30 @@ from models.results import (
 )
 from models.tumour.record import RecordModel, parse_record, record_fusion
 
-# SNOMED CT body structures → PAD-UFES-20's regions. A finer site names one region; a coarser one
-# (upper limb, head, trunk, lower limb) is weighed as the average over the regions inside it. Codes
-# are matched from the sender's bodySite, never written: one not listed here leaves the site unused.
-SITE_REGIONS: Final[dict[str, tuple[str, ...]]] = {
-    "89545001": ("FACE",),  # Face structure
-    "45206002": ("NOSE",),  # Nasal structure
-    "117590005": ("EAR",),  # Ear structure
-    "48477009": ("LIP",),  # Lip structure
-    "41695006": ("SCALP",),  # Scalp structure
-    "45048000": ("NECK",),  # Neck structure
-    "51185008": ("CHEST",),  # Thoracic structure
-    "818983003": ("ABDOMEN",),  # Abdomen structure
-    "113345001": ("ABDOMEN",),  # Abdominal structure
-    "77568009": ("BACK",),  # Back structure
-    "40983000": ("ARM",),  # Upper arm structure (PAD-UFES-20's "arm" is the upper arm)
-    "14975008": ("FOREARM",),  # Forearm structure
-    "85562004": ("HAND",),  # Hand structure
-    "68367000": ("THIGH",),  # Thigh structure
-    "56459004": ("FOOT",),  # Foot structure
-    "69536005": ("FACE", "NOSE", "EAR", "LIP", "SCALP"),  # Head structure
-    "22943007": ("CHEST", "ABDOMEN", "BACK"),  # Trunk structure
-    "53120007": ("ARM", "FOREARM", "HAND"),  # Upper limb structure
-    "61685007": ("THIGH", "FOOT"),  # Lower limb structure
+# SNOMED CT body structures → (their name, PAD-UFES-20's regions). A finer site names one region; a
+# coarser one (upper limb, head, trunk, lower limb) is weighed as the average over the regions
+# inside it. Codes are matched from the sender's bodySite, never written: one not listed here
+# leaves the site unused. The name words a site the sender coded without a display.
+SITE_REGIONS: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
+    "89545001": ("Face structure", ("FACE",)),
+    "45206002": ("Nasal structure", ("NOSE",)),
+    "117590005": ("Ear structure", ("EAR",)),
+    "48477009": ("Lip structure", ("LIP",)),
+    "41695006": ("Scalp structure", ("SCALP",)),
+    "45048000": ("Neck structure", ("NECK",)),
+    "51185008": ("Thoracic structure", ("CHEST",)),
+    "818983003": ("Abdomen structure", ("ABDOMEN",)),
+    "113345001": ("Abdominal structure", ("ABDOMEN",)),
+    "77568009": ("Back structure", ("BACK",)),
+    "40983000": ("Upper arm structure", ("ARM",)),  # PAD-UFES-20's "arm" is the upper arm
+    "14975008": ("Forearm structure", ("FOREARM",)),
+    "85562004": ("Hand structure", ("HAND",)),
+    "68367000": ("Thigh structure", ("THIGH",)),
+    "56459004": ("Foot structure", ("FOOT",)),
+    "69536005": ("Head structure", ("FACE", "NOSE", "EAR", "LIP", "SCALP")),
+    "22943007": ("Trunk structure", ("CHEST", "ABDOMEN", "BACK")),
+    "53120007": ("Upper limb structure", ("ARM", "FOREARM", "HAND")),
+    "61685007": ("Lower limb structure", ("THIGH", "FOOT")),
 }
 REGION_WORDS: Final = {
     "ABDOMEN": "abdomen",
@@ -78,9 +79,11 @@ REGION_WORDS: Final = {
 def site_regions(sites: Sequence[Concept], known: Sequence[str]) -> tuple[Concept, tuple[str, ...]] | None:
     """The first coded site the record model knows, with its regions (all of them fitted)."""
     for site in sites:
-        regions = SITE_REGIONS.get(site.code) if site.system == SNOMED else None
+        name, regions = SITE_REGIONS.get(site.code, ("", ())) if site.system == SNOMED else ("", ())
         if regions and set(regions) <= set(known):
-            return site, regions
+            # A coding without a display reads back with its code as the display (fhir_mappings.readers).
+            worded = site.display and site.display != site.code
+            return (site if worded else Concept(site.code, name, site.system)), regions
     return None
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.datasets import PAD_UFES_SUBSET
 
@@ -38,3 +41,16 @@ def write_subset(root: Path, per_class: int) -> Path:
 @pytest.fixture
 def real_subset(tmp_path: Path) -> Callable[[int], Path]:
     return lambda per_class: write_subset(tmp_path, per_class)
+
+
+def lesion_cut_out(image: str = "PAT_106_158_249.jpg") -> bytes:
+    """A real PAD-UFES-20 cut-out as PNG, its black surround made transparent (the default a BCC).
+
+    The quality gate then judges the lesion alone (a black JPEG surround reads as under-exposed),
+    and the tumour model sees it on black again.
+    """
+    pixels = np.asarray(Image.open(PAD_UFES / "images" / image).convert("RGB"))
+    alpha = np.where(pixels.max(axis=2) > 12, 255, 0).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(np.dstack([pixels, alpha]), "RGBA").save(out, format="PNG")
+    return out.getvalue()

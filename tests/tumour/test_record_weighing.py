@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from PIL import Image
 
 from models.errors import ModelWeightsMismatch
 from models.registry import SHIPPED_MODEL_DIR, ModelRegistry, registry_for
@@ -23,7 +22,7 @@ from models.tumour.record_weighing import package_record, weigh_assessment
 from plugin.cli import main
 from tests.analyze_cli import media_json, observation, resources, run, write_json
 from tests.datasets import full_dataset
-from tests.tumour.conftest import PAD_UFES
+from tests.tumour.conftest import PAD_UFES, lesion_cut_out
 
 BACK = Concept("77568009", "Back structure", SNOMED)
 UPPER_LIMB = Concept("53120007", "Upper limb structure", SNOMED)
@@ -144,11 +143,7 @@ def test_a_changed_record_file_is_refused(tmp_path: Path) -> None:
 
 
 def _lesion_media(tmp_path: Path, **overrides: object) -> dict[str, object]:
-    pixels = np.asarray(Image.open(PAD_UFES / "images" / "PAT_106_158_249.jpg").convert("RGB"))  # a BCC
-    alpha = np.where(pixels.max(axis=2) > 12, 255, 0).astype(np.uint8)
-    crop = tmp_path / "lesion.png"
-    Image.fromarray(np.dstack([pixels, alpha]), "RGBA").save(crop)
-    data = crop.read_bytes()
+    data = lesion_cut_out()
     content = {
         "contentType": "image/png",
         "data": base64.b64encode(data).decode(),

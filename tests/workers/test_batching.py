@@ -15,6 +15,7 @@ from flask import Flask
 from plugin.api.tokens import ApiTokens
 from plugin.app import create_app
 from plugin.settings import load_settings
+from tests.tumour.conftest import lesion_cut_out
 from tests.workers.conftest import FAST, media_resource, small_photo
 from workers.batching import run_batch
 from workers.celery_app import services
@@ -135,3 +136,44 @@ def test_an_unreachable_fhir_server_is_retried_with_backoff_then_the_job_fails_w
         failed = services().jobs.get(job_id)
         assert failed is not None and failed.error_code == "fhir-server-error"
         assert "unreachable" in (failed.error_message or "") and failed.attempts == 2
+
+
+@pytest.mark.fhir_server
+def test_a_worker_weighs_a_tumour_result_with_the_patients_age_and_names_the_patient_as_a_source(
+    tmp_path: Path, fhir_server: str
+) -> None:
+    app, token = make_app(tmp_path, fhir_base_url=fhir_server)
+    patient = httpx.post(
+        f"{fhir_server}/Patient", json={"resourceType": "Patient", "birthDate": "1950-05-20"}
+    ).json()["id"]
+    lesion = lesion_cut_out()
+    media = {
+        **media_resource(lesion, f"Patient/{patient}"),
+        "createdDateTime": "2026-11-02T10:00:00Z",
+        "bodySite": {"coding": [{"system": "http://snomed.info/sct", "code": "77568009"}]},
+    }
+    media["content"] = {**media["content"], "contentType": "image/png"}
+    stored = httpx.post(f"{fhir_server}/Media", json=media).json()
+    job = submit(app, token, {"reference": f"Media/{stored['id']}"})
+    with app.app_context():
+        assert run_batch(services(), job).done == (job,)
+        done = services().jobs.get(job)
+    assert done is not None
+    (tumour_ref,) = [
+        ref
+        for ref in done.written
+        if ref.startswith("Observation/")
+        and httpx.get(f"{fhir_server}/{ref}").json()["code"]["coding"][0]["code"] == "skin-tumour-malignancy"
+    ]
+    tumour = httpx.get(f"{fhir_server}/{tumour_ref}").json()
+    notes = [n["text"] for n in tumour["note"]]
+    # The site was coded without a display: the note names it in words all the same.
+    assert any("(age 76 years; body site Back structure)" in n for n in notes), notes
+    assert "skin-tumour-malignancy-photo-only" in {
+        c["code"]["coding"][0]["code"] for c in tumour["component"]
+    }
+    (provenance,) = [
+        httpx.get(f"{fhir_server}/{ref}").json() for ref in done.written if ref.startswith("Provenance/")
+    ]
+    sources = {e["what"]["reference"] for e in provenance["entity"]}
+    assert f"Patient/{patient}" in sources
