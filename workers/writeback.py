@@ -24,8 +24,8 @@ from fhir_mappings.photo import Photo
 from fhir_mappings.validation import Resource
 from models.errors import FhirServerUnavailable, InvalidSeries, PhotomarkerError
 from models.intake import strip_to_bytes
-from models.results import AnalysisReport, Concept, HbEstimate, PatientFacts, TumourAssessment
-from models.tumour.record_weighing import weigh_report
+from models.results import AnalysisReport, Concept, HbEstimate, PatientFacts
+from models.tumour.record_weighing import weigh_report, weighs_with_record
 from models.video_copy import picture_only_copy
 from plugin.settings import Settings
 from workers.analysis import AnalysedPhoto
@@ -178,9 +178,7 @@ def interpret(
     """What the Patient adds to an analysis: its facts (for the WHO anaemia cut-offs) and, for a
     tumour result, the weighing with the patient's age and the photo's body site (``sites``:
     the series' site; default the photo's own)."""
-    weigh = settings.tumour_record_weighing and any(
-        isinstance(result, TumourAssessment) for _, result in analysed.report.model_results
-    )
+    weigh = settings.tumour_record_weighing and weighs_with_record(analysed.report, settings.model_dir)
     facts = facts_for_interpretation(
         photo, analysed.report, client=client, issued=issued, patient=patient, for_tumour=weigh
     )

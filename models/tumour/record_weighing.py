@@ -20,7 +20,12 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from models.errors import InvalidModelManifest, ModelWeightsMismatch, ModelWeightsMissing
+from models.errors import (
+    InvalidModelManifest,
+    ModelNotInstalled,
+    ModelWeightsMismatch,
+    ModelWeightsMissing,
+)
 from models.manifest import LabelSpec
 from models.registry import ModelPackage, registry_for
 from models.results import (
@@ -28,6 +33,7 @@ from models.results import (
     AnalysisReport,
     ClassProbability,
     Concept,
+    ModelInfo,
     RecordWeighing,
     TumourAssessment,
 )
@@ -177,19 +183,35 @@ def weigh_assessment(
     )
 
 
+def weighs_with_record(report: AnalysisReport, model_dir: Path | None) -> bool:
+    """Whether a tumour result in the report comes from a package that carries a record model
+    (only then is the Patient worth reading for it)."""
+    return any(
+        _record_of(model, model_dir) is not None
+        for model, result in report.model_results
+        if isinstance(result, TumourAssessment)
+    )
+
+
+def _record_of(model: ModelInfo, model_dir: Path | None) -> RecordModel | None:
+    """The record model of the very package (name and version) that produced a result, if any."""
+    try:
+        package = registry_for(model_dir).get(model.name)
+    except ModelNotInstalled:
+        return None
+    return package_record(package) if package.manifest.version == model.version else None
+
+
 def weigh_report(
     report: AnalysisReport, *, age_months: int | None, sites: Sequence[Concept], model_dir: Path | None
 ) -> AnalysisReport:
     """Every tumour result of a package that carries a record model, weighed with the record."""
     results = []
     for model, result in report.model_results:
-        if isinstance(result, TumourAssessment):
-            package = registry_for(model_dir).get(model.name)
-            record = package_record(package) if package.manifest.version == model.version else None
-            if record is not None:
-                result = weigh_assessment(
-                    result, package.manifest.labels, record, age_months=age_months, sites=sites
-                )
+        record = _record_of(model, model_dir) if isinstance(result, TumourAssessment) else None
+        if isinstance(result, TumourAssessment) and record is not None:
+            labels = registry_for(model_dir).get(model.name).manifest.labels
+            result = weigh_assessment(result, labels, record, age_months=age_months, sites=sites)
         results.append((model, result))
     return replace(report, model_results=tuple(results))
 

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +14,21 @@ import pytest
 from click.testing import CliRunner
 
 from models.errors import ModelWeightsMismatch
+from models.manifest import save_manifest
 from models.registry import SHIPPED_MODEL_DIR, ModelRegistry, registry_for
-from models.results import SNOMED, Abstention, ClassProbability, Concept, TumourAssessment
+from models.results import (
+    SNOMED,
+    Abstention,
+    AnalysisReport,
+    ClassProbability,
+    Concept,
+    QualityVerdict,
+    TumourAssessment,
+)
 from models.tumour.dataset import CLASSES, LABELS, load_samples
 from models.tumour.package import DEFAULT_NAME
 from models.tumour.record import RecordModel, fit_record_model, parse_record, record_json
-from models.tumour.record_weighing import package_record, weigh_assessment
+from models.tumour.record_weighing import package_record, weigh_assessment, weigh_report, weighs_with_record
 from plugin.cli import main
 from tests.analyze_cli import media_json, observation, resources, run, write_json
 from tests.datasets import full_dataset
@@ -217,3 +227,21 @@ def test_evaluate_scores_the_weighed_result_at_the_packages_weighed_operating_po
     assert weighed["auroc"]["value"] != out["auroc"]["value"], "the record moved the scores"
     # The CV figures the card states for the served result are in the manifest beside the photo's.
     assert metrics["weighed_malignant_auroc"] > metrics["malignant_auroc"]
+
+
+def test_the_patient_is_read_for_a_tumour_result_only_when_its_package_carries_a_record_model(
+    tmp_path: Path,
+) -> None:
+    shipped = registry_for(None).get(DEFAULT_NAME).manifest
+    report = AnalysisReport(
+        quality=QualityVerdict(checks=()), model_results=((shipped.model_info(), photo_result()),)
+    )
+    assert weighs_with_record(report, None)
+    # A site's own package of the same name, without a record model, wins the search path.
+    copy = tmp_path / DEFAULT_NAME
+    shutil.copytree(SHIPPED_MODEL_DIR / DEFAULT_NAME, copy)
+    save_manifest(shipped.model_copy(update={"record": None}), copy)
+    assert not weighs_with_record(report, tmp_path)
+    assert weigh_report(report, age_months=600, sites=(BACK,), model_dir=tmp_path) == report
+    unknown = replace(shipped.model_info(), name="a-model-no-longer-installed")
+    assert not weighs_with_record(AnalysisReport(QualityVerdict(()), ((unknown, photo_result()),)), None)
