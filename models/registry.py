@@ -164,11 +164,14 @@ class ModelRegistry:
         )
 
     def verify(self, name: str) -> str:
-        """Check the weights' hash without loading them; returns the SHA-256."""
+        """Check the weights' hash (and any record model's) without loading them; returns the
+        weights' SHA-256."""
         package = self.get(name)
         _check_weights_present(package)
         actual = sha256_file(package.weights_path)
         _check_hash(package, actual)
+        if package.manifest.record is not None:
+            read_verified(package, package.manifest.record.file, package.manifest.record.sha256)
         return actual
 
     def load(self, name: str) -> LoadedModel:
@@ -189,6 +192,22 @@ class ModelRegistry:
         log.info("loaded model %s %s (%d tensors)", name, package.manifest.version, len(tensors))
         with self._lock:
             return self._loaded.setdefault(name, loaded)
+
+
+def read_verified(package: ModelPackage, file: str, sha256: str) -> bytes:
+    """A file of the package (other than the weights), refused unless its SHA-256 is the manifest's."""
+    path = package.directory / file
+    try:
+        data = path.read_bytes()
+    except OSError:
+        raise ModelWeightsMissing(f"{package.name}: {file} is not in the package") from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256:
+        raise ModelWeightsMismatch(
+            f"{package.name}: {file} has SHA-256 {actual[:12]}…, the manifest says {sha256[:12]}…; "
+            "refusing to use it"
+        )
+    return data
 
 
 def _check_weights_present(package: ModelPackage) -> None:

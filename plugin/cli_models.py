@@ -94,6 +94,14 @@ def show_model(ctx: click.Context, name: str, as_json: bool, card: bool) -> None
         f"architecture:  {manifest.architecture.name} × {manifest.architecture.ensemble_size}, "
         f"input {manifest.input.size} px",
         f"weights:       {package.weights_path} sha256 {manifest.weights.sha256}",
+        *(
+            [
+                f"record model:  {package.directory / manifest.record.file} sha256 {manifest.record.sha256} "
+                f"(weighs in: {', '.join(manifest.record.facts)})"
+            ]
+            if manifest.record is not None
+            else []
+        ),
         f"training data: {manifest.training_data.source}: {manifest.training_data.summary}",
         f"intended use:  {manifest.intended_use}",
         f"calibration:   temperature {manifest.calibration.temperature:g} ({manifest.calibration.fitted_on})",
@@ -109,7 +117,8 @@ def show_model(ctx: click.Context, name: str, as_json: bool, card: bool) -> None
 @click.argument("names", nargs=-1)
 @click.pass_context
 def verify_models(ctx: click.Context, names: tuple[str, ...]) -> None:
-    """Check the weights' SHA-256 of the named (or all) packages; exit 1 on any mismatch."""
+    """Check the weights' (and record models') SHA-256 of the named (or all) packages; exit 1 on any
+    mismatch."""
     registry = _registry(ctx)
     failed = False
     for name in names or tuple(package.name for package in registry.list()):

@@ -9,25 +9,18 @@ generated photos, never stands in for a missing site — and what was not used i
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import replace
-from functools import lru_cache
 from pathlib import Path
 from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
-from models.errors import (
-    InvalidModelManifest,
-    ModelNotInstalled,
-    ModelWeightsMismatch,
-    ModelWeightsMissing,
-)
+from models.errors import InvalidModelManifest, ModelNotInstalled
 from models.manifest import LabelSpec
-from models.registry import ModelPackage, registry_for
+from models.registry import ModelPackage, read_verified, registry_for
 from models.results import (
     SNOMED,
     AnalysisReport,
@@ -217,27 +210,19 @@ def weigh_report(
 
 
 def package_record(package: ModelPackage) -> RecordModel | None:
-    """The package's record model, checked against the manifest's SHA-256; None when it has none."""
+    """The package's record model, checked against the manifest's SHA-256 (once per process, like
+    the weights); None when the package has none."""
     spec = package.manifest.record
     if spec is None:
         return None
-    classes = tuple(label.code for label in package.manifest.labels)
-    return _load(package.directory / spec.file, spec.sha256, classes)
+    key = (package.directory / spec.file, spec.sha256)
+    cached = _LOADED.get(key)
+    if cached is None:
+        cached = parse_record(read_verified(package, spec.file, spec.sha256), str(key[0]))
+        if cached.classes != tuple(label.code for label in package.manifest.labels):
+            raise InvalidModelManifest(f"{key[0]}: its classes are not the package's labels, in order")
+        _LOADED[key] = cached
+    return cached
 
 
-@lru_cache(maxsize=4)
-def _load(path: Path, sha256: str, classes: tuple[str, ...]) -> RecordModel:
-    try:
-        raw = path.read_bytes()
-    except OSError:
-        raise ModelWeightsMissing(f"{path.parent.name}: {path.name} is not in the package") from None
-    actual = hashlib.sha256(raw).hexdigest()
-    if actual != sha256:
-        raise ModelWeightsMismatch(
-            f"{path.parent.name}: {path.name} has SHA-256 {actual[:12]}…, the manifest says {sha256[:12]}…; "
-            "refusing to use it"
-        )
-    model = parse_record(raw, str(path))
-    if model.classes != classes:
-        raise InvalidModelManifest(f"{path}: its classes are not the package's labels, in order")
-    return model
+_LOADED: dict[tuple[Path, str], RecordModel] = {}

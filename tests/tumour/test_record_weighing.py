@@ -150,6 +150,12 @@ def test_a_changed_record_file_is_refused(tmp_path: Path) -> None:
     (copy / "record.json").write_text(json.dumps(stored))
     with pytest.raises(ModelWeightsMismatch, match=r"record\.json"):
         package_record(ModelRegistry([tmp_path]).get(DEFAULT_NAME))
+    # `photomarker models verify` checks it beside the weights, and `show` names it.
+    env = {"PHOTOMARKER_MODEL_DIR": str(tmp_path)}
+    verify = CliRunner().invoke(main, ["models", "verify", DEFAULT_NAME], env=env)
+    assert verify.exit_code == 1 and "record.json has SHA-256" in verify.stderr
+    show = CliRunner().invoke(main, ["models", "show", DEFAULT_NAME], env=env)
+    assert "record model:" in show.stdout and "(weighs in: age, body-site)" in show.stdout
 
 
 def _lesion_media(tmp_path: Path, **overrides: object) -> dict[str, object]:
