@@ -140,8 +140,8 @@ Recall of each type (share of its photos named as it; count in brackets):
 {recall_rows}
 
 **Melanoma is named for {mel_weighed} of its {mel_n} photos with age and site weighed in, against
-{mel_image} from the photo alone**: a rare type whose ages and sites overlap the common ones loses
-from the record. A weighed result never rules melanoma out.
+{mel_image} from the photo alone**: the weighing favours the types common at the patient's age and
+site. A weighed result must not be read as ruling melanoma out.
 
 {served}
 """

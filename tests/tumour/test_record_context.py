@@ -118,6 +118,6 @@ def test_the_card_gives_the_record_comparison_and_whether_it_is_served() -> None
         assert f"malignant: {IMAGE_WITH_RECORD}" in card and f"malignant: {RECORD_ONLY}" in card
         assert "Weighed minus photo alone, paired patient bootstrap" in card
         assert "`Patient.birthDate`" in card and served in card
-        assert "| MEL | " in card and "A weighed result never rules melanoma out." in card
+        assert "| MEL | " in card and "must not be read as ruling melanoma out" in card
     served_card = model_card(manifest, report, TumourTrainingConfig(), [0.9], comparison, shipped)
     assert manifest.record.sha256 in served_card and manifest.record.command in served_card
