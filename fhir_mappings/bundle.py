@@ -130,7 +130,12 @@ def build_result_bundle(
         )
         steadiness = report.steadiness_of(analysis)
         if report.frames is not None and steadiness is not None:
-            add_steadiness(obs, report.frames, steadiness, ctx)
+            weighed = (
+                isinstance(result, TumourAssessment)
+                and result.record is not None
+                and bool(result.record.used)
+            )
+            add_steadiness(obs, report.frames, steadiness, ctx, before_record=weighed)
             validate_resource(obs)
         results.append((observations.model_result_key(ctx, model, analysis), obs))
     for item in report.not_performed:

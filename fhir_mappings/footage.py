@@ -28,8 +28,16 @@ def add_frame_counts(obs: Resource, frames: FrameCounts, ctx: ResultContext) -> 
     _note(obs, _source_text(frames))
 
 
-def add_steadiness(obs: Resource, frames: FrameCounts, steadiness: Steadiness, ctx: ResultContext) -> None:
-    """Frame counts, agreement, range (and spread) of one accumulated result."""
+def add_steadiness(
+    obs: Resource,
+    frames: FrameCounts,
+    steadiness: Steadiness,
+    ctx: ResultContext,
+    *,
+    before_record: bool = False,
+) -> None:
+    """Frame counts, agreement, range (and spread) of one accumulated result. ``before_record``:
+    the result was then weighed with the patient's record, so the frames' figures are the photos'."""
     add_frame_counts(obs, frames, ctx)
     unit = "frames" if frames.source == "video" else "photos"
     components: list[dict[str, Any]] = [
@@ -58,11 +66,15 @@ def add_steadiness(obs: Resource, frames: FrameCounts, steadiness: Steadiness, c
             }
         )
     obs["component"].extend(components)
-    _note(
-        obs,
+    text = (
         f"Accumulated over {steadiness.frames_used} {unit}: {steadiness.agreement:.0%} agree with the "
-        f"verdict; the {steadiness.measure} ranged {steadiness.low:.2f}–{steadiness.high:.2f}.",
+        f"verdict; the {steadiness.measure} ranged {steadiness.low:.2f}–{steadiness.high:.2f}."
     )
+    if before_record:
+        text += (
+            f" These {unit}' figures are from the images alone, before the patient's record was weighed in."
+        )
+    _note(obs, text)
 
 
 def _source_text(frames: FrameCounts) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from fhir_mappings.bundle import build_result_bundle
 from models.errors import ModelWeightsMismatch
 from models.manifest import save_manifest
 from models.registry import SHIPPED_MODEL_DIR, ModelRegistry, registry_for
@@ -22,7 +23,9 @@ from models.results import (
     AnalysisReport,
     ClassProbability,
     Concept,
+    FrameCounts,
     QualityVerdict,
+    Steadiness,
     TumourAssessment,
 )
 from models.tumour.dataset import CLASSES, LABELS, load_samples
@@ -32,6 +35,7 @@ from models.tumour.record_weighing import package_record, weigh_assessment, weig
 from plugin.cli import main
 from tests.analyze_cli import media_json, observation, resources, run, write_json
 from tests.datasets import full_dataset
+from tests.fhir_validation import sample_context, sample_quality
 from tests.tumour.conftest import PAD_UFES, lesion_cut_out
 
 BACK = Concept("77568009", "Back structure", SNOMED)
@@ -251,3 +255,22 @@ def test_the_patient_is_read_for_a_tumour_result_only_when_its_package_carries_a
     assert weigh_report(report, age_months=600, sites=(BACK,), model_dir=tmp_path) == report
     unknown = replace(shipped.model_info(), name="a-model-no-longer-installed")
     assert not weighs_with_record(AnalysisReport(QualityVerdict(()), ((unknown, photo_result()),)), None)
+
+
+def test_a_weighed_videos_frame_figures_are_said_to_be_the_images_alone() -> None:
+    shipped = registry_for(None).get(DEFAULT_NAME).manifest
+    steadiness = Steadiness("skin-tumour", 5, 0.8, "malignancy probability", 0.31, 0.52)
+    frames = FrameCounts("video", analysed=5, rejected=1, duration_s=3.0)
+    for weighed, said in ((weigh(photo_result(), 60 * 12, BACK), True), (photo_result(), False)):
+        report = AnalysisReport(
+            sample_quality(), ((shipped.model_info(), weighed),), frames=frames, steadiness=(steadiness,)
+        )
+        bundle = build_result_bundle(report, sample_context())
+        tumour = next(
+            e["resource"]
+            for e in bundle["entry"]
+            if e["resource"]["resourceType"] == "Observation"
+            and e["resource"]["code"]["coding"][0]["code"] == "skin-tumour-malignancy"
+        )
+        notes = " ".join(n["text"] for n in tumour["note"])
+        assert ("from the images alone, before the patient's record was weighed in" in notes) is said
