@@ -11,6 +11,9 @@ import pytest
 from click.testing import CliRunner, Result
 from PIL import Image
 
+from models.registry import ModelRegistry
+from models.tumour.record import METADATA_FILE
+from models.tumour.record_weighing import package_record
 from plugin.cli import main
 from tests.tumour.conftest import PAD_UFES, write_subset
 
@@ -21,14 +24,28 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A package written by ``train tumour`` itself (1 epoch on 12 real crops: plumbing, not skill)."""
+    """A package written by ``train tumour`` itself (1 epoch on 12 real crops: plumbing, not skill).
+
+    The clinical metadata lies beside the labels, so the run also fits and packages the record model.
+    """
     root = tmp_path_factory.mktemp("tumour")
     data = write_subset(root / "data", 2)
+    (data.parent / METADATA_FILE).symlink_to(PAD_UFES / METADATA_FILE)
     out = root / "models" / "tumour-padufes"
     result = invoke("train", "tumour", "--data", str(data), "--cv", "2", "--epochs", "1", "--out", str(out))
     assert result.exit_code == 0, result.output
     assert "malignant (BCC+SCC+MEL)" in result.stdout
     return out.parent
+
+
+def test_a_trained_package_carries_its_record_model_and_the_weighed_figures(model_dir: Path) -> None:
+    package = ModelRegistry([model_dir]).get("tumour-padufes")
+    manifest = package.manifest
+    assert manifest.record is not None and manifest.version == "1.0.0", "the version is the one asked for"
+    assert package_record(package) is not None
+    assert "weighed_malignant_operating_threshold" in manifest.evaluation.metrics
+    card = package.card_text() or ""
+    assert "**Served.**" in card and "which also fitted the record model" in card
 
 
 def test_evaluate_json_has_the_headline_figures_at_the_cards_operating_point(
