@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from models.evaluation import MetricValue, auroc, balanced_accuracy, bootstrap
+from models.evaluation import MetricValue, auroc, balanced_accuracy, bootstrap, sensitivity
 from models.tumour.dataset import CLASSES, MALIGNANT, MALIGNANT_OR_PREMALIGNANT, TumourSample
 from models.tumour.record import (
     FACT_SETS,
@@ -200,8 +200,9 @@ def compare_with_metadata(
     accuracies = {name: balanced_accuracy(labels, p.argmax(1)) for name, p in models.items()}
     gain = record_gain(labels, probabilities, with_record, groups, resamples)
     counts = np.bincount(labels, minlength=len(CLASSES))
+    # Each type's sensitivity as "named as it" (0 for a type absent from the data, not NaN: JSON).
     recall = {
-        name: [float(((p.argmax(1) == k) & (labels == k)).sum() / max(n, 1)) for k, n in enumerate(counts)]
+        name: [float(np.nan_to_num(sensitivity(labels == k, p.argmax(1) == k))) for k in range(len(CLASSES))]
         for name, p in models.items()
         if name != RECORD_ONLY
     }

@@ -186,13 +186,14 @@ def weighs_with_record(report: AnalysisReport, model_dir: Path | None) -> bool:
     )
 
 
-def _record_of(model: ModelInfo, model_dir: Path | None) -> RecordModel | None:
-    """The record model of the very package (name and version) that produced a result, if any."""
+def _record_of(model: ModelInfo, model_dir: Path | None) -> tuple[ModelPackage, RecordModel] | None:
+    """The very package (name and version) that produced a result, with its record model, if any."""
     try:
         package = registry_for(model_dir).get(model.name)
     except ModelNotInstalled:
         return None
-    return package_record(package) if package.manifest.version == model.version else None
+    record = package_record(package) if package.manifest.version == model.version else None
+    return None if record is None else (package, record)
 
 
 def weigh_report(
@@ -201,9 +202,10 @@ def weigh_report(
     """Every tumour result of a package that carries a record model, weighed with the record."""
     results = []
     for model, result in report.model_results:
-        record = _record_of(model, model_dir) if isinstance(result, TumourAssessment) else None
-        if isinstance(result, TumourAssessment) and record is not None:
-            labels = registry_for(model_dir).get(model.name).manifest.labels
+        found = _record_of(model, model_dir) if isinstance(result, TumourAssessment) else None
+        if isinstance(result, TumourAssessment) and found is not None:
+            package, record = found
+            labels = package.manifest.labels
             result = weigh_assessment(result, labels, record, age_months=age_months, sites=sites)
         results.append((model, result))
     return replace(report, model_results=tuple(results))
