@@ -250,7 +250,8 @@ def train(
 @click.option(
     "--record",
     is_flag=True,
-    help="Skin tasks: write these figures (and this command) into the package's manifest and card.",
+    help="Skin tasks and hb-localiser: write these figures (and this command) into the package's "
+    "manifest and card.",
 )
 @click.pass_context
 def evaluate(
@@ -271,7 +272,7 @@ def evaluate(
         evaluate_tumour(ctx, csv_path, model_name, resamples, as_json)
         return
     if task == "hb-localiser":
-        _evaluate_hb_localiser(ctx, csv_path, model_name, as_json)
+        _evaluate_hb_localiser(ctx, csv_path, model_name, as_json, record)
         return
     from models.errors import ModelNotInstalled
     from models.hb.evaluate import evaluate_hb
@@ -350,10 +351,12 @@ def _train_hb_localiser(
     click.echo(report.format_table())
 
 
-def _evaluate_hb_localiser(ctx: click.Context, csv_path: Path, model_name: str | None, as_json: bool) -> None:
+def _evaluate_hb_localiser(
+    ctx: click.Context, csv_path: Path, model_name: str | None, as_json: bool, record: bool
+) -> None:
     from models.errors import ModelNotInstalled
     from models.hb.segmenter import ARCHITECTURE, TASK, segmenter_from
-    from models.hb.segmenter_training import SegmenterConfig, held_out_scenes, score_localisers, split_strips
+    from models.hb.segmenter_training import record_rescored, rescore
     from models.registry import registry_for
 
     registry = registry_for(settings_of(ctx).model_dir)
@@ -364,12 +367,16 @@ def _evaluate_hb_localiser(ctx: click.Context, csv_path: Path, model_name: str |
                 raise ModelNotInstalled("no conjunctiva segmenter package is installed")
             model_name = candidates[0].name
         loaded = registry.load(model_name)
-        scenes = held_out_scenes(split_strips(csv_path), SegmenterConfig())
-        report = score_localisers(segmenter_from(loaded), scenes)
+        segmenter = segmenter_from(loaded)
+        report, split = rescore(csv_path, segmenter)
+        command = command_line("evaluate", "hb-localiser", csv_path, model=model_name)
+        if record:
+            directory = registry.get(model_name).directory
+            record_rescored(directory, segmenter, (report, split), command)
+            click.echo(f"photomarker: recorded in {directory.name}/{loaded.manifest.card}", err=True)
     except PhotomarkerError as error:
         fail(ctx, error)
         return
-    command = command_line("evaluate", "hb-localiser", csv_path, model=model_name)
     if as_json:
         click.echo(json.dumps({"model": model_name, "command": command, **report.to_json()}, indent=2))
         return

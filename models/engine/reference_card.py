@@ -10,9 +10,19 @@ def _number(value: float | None) -> str:
     return "—" if value is None else f"{value:.4g}"
 
 
+def _interval(figures: dict[str, float], key: str) -> str:
+    low, high = figures.get(f"{key}_low"), figures.get(f"{key}_high")
+    return f" [{low:g}, {high:g}]" if low is not None and high is not None else ""
+
+
 def model_card(manifest: ModelManifest) -> str:
     info: ModelInfo = manifest.model_info()
-    metrics = "\n".join(f"| `{key}` | {value:g} |" for key, value in manifest.evaluation.metrics.items())
+    figures = manifest.evaluation.metrics
+    metrics = "\n".join(
+        f"| `{key}` | {value:g}{_interval(figures, key)} |"
+        for key, value in figures.items()
+        if not key.endswith(("_low", "_high"))
+    )
     calibration, policy = manifest.calibration, manifest.abstention
     spec = manifest.architecture
     architecture = (
@@ -29,6 +39,7 @@ def model_card(manifest: ModelManifest) -> str:
 | Task | {manifest.task_description} |
 | Weights | `{manifest.weights.file}`, {manifest.weights.parameters} values, SHA-256 `{info.weights_sha256}` |
 | Architecture | {architecture} |
+| Starting weights | none: trained from random initialisation |
 | Input | {manifest.input.size}×{manifest.input.size} px, {manifest.input.resize}, ImageNet normalisation |
 
 ## Intended use
@@ -46,12 +57,15 @@ The engine abstains when the spread over members × views exceeds {_number(polic
 out-of-distribution score ({policy.ood_method}) exceeds {_number(policy.max_ood)}; {policy.rule}.
 
 ## Metrics ({manifest.evaluation.split}, n = {manifest.evaluation.n})
-| Metric | Value |
+| Metric | Value [95 % CI] |
 |---|---|
 {metrics}
 
-`ood_noise` is RGB noise and `ood_wall` blank painted walls (white, grey, beige, pale blue), never
-seen in training. Reproduce with `{manifest.evaluation.command}`.
+CIs are percentile bootstrap intervals over the photos (generated independently, so resampled one
+by one); NLL, ECE and the mean spread are given without. `ood_noise` is RGB noise and `ood_wall`
+blank painted walls (white, grey, beige, pale blue), never seen in training.
+Reproduce with `{manifest.evaluation.command}` (add `--re-evaluate` to score the shipped weights with
+their calibration, without training).
 
 ## Limitations
 {manifest.limitations}

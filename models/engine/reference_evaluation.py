@@ -26,7 +26,7 @@ from models.engine.execution import resolve_execution
 from models.engine.options import EngineOptions
 from models.engine.reference_data import LABEL_PRESENT, ReferenceSet, Uint8Image, as_photo
 from models.engine.stages import PostProcess, Predict, Prediction, PreProcess, RawOutputs
-from models.evaluation.metrics import accuracy, auroc
+from models.evaluation.metrics import FloatArray, Metric, auroc, bootstrap
 from models.manifest import AbstentionPolicy, Calibration
 from models.model_stages import model_stages
 from models.registry import ModelRegistry
@@ -89,6 +89,21 @@ def calibrate(directory: Path, validation: ReferenceSet, seed: int) -> tuple[Cal
     return calibration, policy
 
 
+def _mean_of_first(values: FloatArray, _unused: FloatArray) -> FloatArray:
+    return np.asarray(np.mean(values, axis=-1))
+
+
+def _share_correct_of_kept(correct: FloatArray, kept: FloatArray) -> FloatArray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray((correct * kept).sum(axis=-1) / kept.sum(axis=-1))
+
+
+def _with_interval(name: str, metric: Metric, truth: FloatArray, score: FloatArray) -> dict[str, float]:
+    """``name`` and its bootstrap 95 % CI as ``name_low`` / ``name_high`` (the manifest's convention)."""
+    value = bootstrap({name: metric}, truth, score)[name]
+    return {name: value.value, f"{name}_low": value.low, f"{name}_high": value.high}
+
+
 def evaluate(directory: Path, test: ReferenceSet, ood: dict[str, Uint8Image]) -> dict[str, float]:
     """Test-set and OOD metrics of the calibrated package, run through the engine's stages."""
     stages = engine_stages(directory)
@@ -99,21 +114,22 @@ def evaluate(directory: Path, test: ReferenceSet, ood: dict[str, Uint8Image]) ->
     abstained = np.array([p.abstention is not None for p in predictions])
     predicted = probs.argmax(1)
     uncalibrated = averaged_probabilities(raw.outputs).numpy()
+    correct = (predicted == labels).astype(np.float64)
+    kept = (~abstained).astype(np.float64)
+    present = (labels == LABEL_PRESENT).astype(np.float64)
+    # Generated patches are drawn independently, so the 95 % CIs resample single photos.
     metrics = {
-        "test_accuracy": float(accuracy(labels.astype(np.float64), predicted.astype(np.float64))),
-        "test_auroc": float(auroc((labels == LABEL_PRESENT).astype(np.float64), probs[:, LABEL_PRESENT])),
+        **_with_interval("test_accuracy", _mean_of_first, correct, correct),
+        **_with_interval("test_auroc", auroc, present, probs[:, LABEL_PRESENT]),
         "test_nll": negative_log_likelihood(torch.from_numpy(probs), torch.from_numpy(labels)),
         "test_ece": expected_calibration_error(probs, labels),
         "test_ece_before_temperature": expected_calibration_error(uncalibrated, labels),
-        "test_abstention_rate": float(abstained.mean()),
-        "test_accuracy_when_not_abstaining": float(
-            accuracy(labels[~abstained].astype(np.float64), predicted[~abstained].astype(np.float64))
-        ),
+        **_with_interval("test_abstention_rate", _mean_of_first, 1.0 - kept, kept),
+        **_with_interval("test_accuracy_when_not_abstaining", _share_correct_of_kept, correct, kept),
         "test_mean_tta_spread": float(np.mean([p.spread for p in predictions])),
     }
     for kind, images in ood.items():
         ood_predictions: list[Prediction] = stages[2](raw_outputs(stages, images))
-        metrics[f"ood_{kind}_abstention_rate"] = float(
-            np.mean([p.abstention is not None for p in ood_predictions])
-        )
+        declined = np.array([p.abstention is not None for p in ood_predictions], dtype=np.float64)
+        metrics |= _with_interval(f"ood_{kind}_abstention_rate", _mean_of_first, declined, declined)
     return {key: round(value, 4) for key, value in metrics.items()}

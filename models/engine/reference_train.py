@@ -57,6 +57,7 @@ from models.manifest import (
     TrainingData,
     TtaSpec,
     WeightsSpec,
+    load_manifest,
 )
 from models.registry import PENDING_SHA256, save_model_package
 
@@ -196,8 +197,14 @@ def trained_state(manifest: ModelManifest, train: ReferenceSet) -> dict[str, Ten
     return ensemble_state_dict([m.state_dict() for m in members], ood_stats)
 
 
-def build(out: Path, *, retrain: bool = True) -> ModelManifest:
-    """Train (or, with ``retrain=False``, reuse the package's weights), calibrate, evaluate, write."""
+def build(out: Path, *, retrain: bool = True, recalibrate: bool = True) -> ModelManifest:
+    """Train (or, with ``retrain=False``, reuse the package's weights), calibrate, evaluate, write.
+
+    ``recalibrate=False`` (only without ``retrain``) keeps the package's calibration and
+    abstention thresholds too, and only evaluates again.
+    """
+    if retrain and not recalibrate:
+        raise ValueError("new weights need a new calibration")
     started = time.perf_counter()
     execution = resolve_execution("cpu")  # sets the thread count; training is CPU-sized on purpose
     log.info("generating data (%s threads)", execution.threads)
@@ -208,8 +215,12 @@ def build(out: Path, *, retrain: bool = True) -> ModelManifest:
     ood = {kind: np.stack([ood_photo(rng, PHOTO_SIZE, kind) for _ in range(half)]) for kind in OOD_KINDS}
     manifest = base_manifest()
     state = trained_state(manifest, sets["train"]) if retrain else load_file(out / manifest.weights.file)
-    save_model_package(out, manifest, state, model_card)
-    calibration, policy = calibrate(out, sets["validation"], SEEDS["validation"])
+    if recalibrate:
+        save_model_package(out, manifest, state, model_card)
+        calibration, policy = calibrate(out, sets["validation"], SEEDS["validation"])
+    else:
+        kept = load_manifest(out)
+        calibration, policy = kept.calibration, kept.abstention
     manifest = manifest.model_copy(update={"calibration": calibration, "abstention": policy})
     save_model_package(out, manifest, state, model_card)
     metrics = evaluate(out, sets["test"], ood)
@@ -232,11 +243,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="keep the weights already in --out; redo calibration, evaluation, manifest and card",
     )
+    parser.add_argument(
+        "--re-evaluate",
+        action="store_true",
+        help="keep the weights, calibration and thresholds already in --out; redo evaluation and card",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     if args.out.name != NAME:
         parser.error(f"the package directory must be named {NAME}")
-    build(args.out, retrain=not args.recalibrate)
+    keep_weights = args.recalibrate or args.re_evaluate
+    build(args.out, retrain=not keep_weights, recalibrate=not args.re_evaluate)
     return 0
 
 

@@ -148,6 +148,13 @@ def _limitations(cv: CrossValidation) -> str:
     )
 
 
+# No pretrained network is part of this package; the ImageNet encoder was tried (What was tried).
+STARTING_WEIGHTS: Final = (
+    "none; the CNN is trained from random initialisation (the ImageNet EfficientNet-Lite0 did not beat "
+    "it in the same cross-validation: see What was tried)"
+)
+
+
 def render_card(manifest: ModelManifest, cv: CrossValidation, final: FinalModel) -> str:
     data = cv.data
     summary = data.dataset.summary()
@@ -191,6 +198,7 @@ def render_card(manifest: ModelManifest, cv: CrossValidation, final: FinalModel)
         f"- Abstains when the CNN spread exceeds {final.max_spread:.3g} g/dL or the out-of-distribution "
         f"score exceeds {final.max_ood:.3g} (99th percentiles out of fold).",
         f"- Weights SHA-256 `{manifest.weights.sha256}`, {manifest.weights.parameters} tensor values.",
+        f"- Starting weights: {STARTING_WEIGHTS}.",
         "",
         f"## Cross-validation ({cv.config.folds}-fold, grouped, out-of-fold predictions)",
         "",

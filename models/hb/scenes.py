@@ -53,6 +53,8 @@ class Scene:
 
     rgb: NDArray[np.uint8]
     mask: NDArray[np.bool_]
+    # Index of the strip pasted in (in the sequence the scenes were made from); None without one.
+    source: int | None = None
 
     @property
     def positive(self) -> bool:

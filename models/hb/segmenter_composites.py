@@ -9,7 +9,7 @@ regenerates exactly the held-out set training was scored on.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 import numpy as np
@@ -32,6 +32,8 @@ class StripSplit:
     train_groups: frozenset[str]
     held_out_groups: frozenset[str]
     rows: int
+    # The CV group of each held-out strip, in order: the unit the held-out figures' CIs resample.
+    held_out_strip_groups: tuple[str, ...] = ()
 
     @property
     def groups_train(self) -> int:
@@ -47,7 +49,8 @@ def make_scenes(strips: Sequence[Strip], count: int, seed: int) -> list[Scene]:
     scenes = []
     for _ in range(count):
         if rng.random() < POSITIVE_SHARE:
-            scenes.append(eyelid_scene(rng, strips[int(rng.integers(len(strips)))]))
+            index = int(rng.integers(len(strips)))
+            scenes.append(replace(eyelid_scene(rng, strips[index]), source=index))
         else:
             scenes.append(negative_scene(rng))
     return scenes

@@ -23,9 +23,10 @@ in ``models.hb.segmenter_scores``, the manifest and model card in ``models.hb.se
 from __future__ import annotations
 
 import io
+import shlex
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
@@ -39,7 +40,7 @@ from models.hb.dataset import cv_groups, load_dataset, load_strips
 from models.hb.localise import Localisation, localise_conjunctiva
 from models.hb.scenes import Scene
 from models.hb.segmenter import MIN_AREA_FRACTION, MIN_CONFIDENCE, ConjunctivaSegmenter, ConjunctivaUNet
-from models.hb.segmenter_card import save_segmenter_package
+from models.hb.segmenter_card import record_evaluation, save_segmenter_package
 from models.hb.segmenter_composites import COUNTS, SEEDS, StripSplit, make_scenes, scene_arrays
 from models.hb.segmenter_scores import (
     DETECTION_IOU,
@@ -51,7 +52,7 @@ from models.hb.segmenter_scores import (
 )
 from models.hb.strip import Strip
 from models.intake import IntakeLimits, decode_photo
-from models.manifest import ModelManifest
+from models.manifest import ModelManifest, load_manifest
 from models.registry import PackageRequest
 
 DEFAULT_NAME: Final = "hb-conjunctiva-localiser"
@@ -74,6 +75,9 @@ class SegmenterConfig:
     validation_scenes: int = COUNTS["validation"]
 
 
+DEFAULT_CONFIG: Final = SegmenterConfig()
+
+
 def split_strips(csv_path: Path) -> StripSplit:
     """Training and held-out strips, split by the data set's strict CV groups."""
     dataset = load_dataset(csv_path)
@@ -84,7 +88,10 @@ def split_strips(csv_path: Path) -> StripSplit:
     held = set(rng.choice(unique, size=max(1, round(HELD_OUT_SHARE * len(unique))), replace=False).tolist())
     train = tuple(s for s, g in zip(strips, groups, strict=True) if g not in held)
     held_out = tuple(s for s, g in zip(strips, groups, strict=True) if g in held)
-    return StripSplit(train, held_out, frozenset(unique) - held, frozenset(held), dataset.rows)
+    held_out_groups = tuple(str(g) for g in groups if g in held)
+    return StripSplit(
+        train, held_out, frozenset(unique) - held, frozenset(held), dataset.rows, held_out_groups
+    )
 
 
 def fit_network(
@@ -126,8 +133,14 @@ def _dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (1.0 - (2.0 * inter + 1.0) / (union + 1.0)).mean()
 
 
-def score_localisers(segmenter: ConjunctivaSegmenter, scenes: Sequence[Scene]) -> SegmenterReport:
-    """The network alone, the classical localiser alone, and both as deployed, on the same photos."""
+def score_localisers(
+    segmenter: ConjunctivaSegmenter, scenes: Sequence[Scene], strip_groups: Sequence[str]
+) -> SegmenterReport:
+    """The network alone, the classical localiser alone, and both as deployed, on the same photos.
+
+    ``strip_groups`` is the CV group of each strip the scenes were made from (``Scene.source``):
+    the CIs resample composites with conjunctiva by it.
+    """
     began = time.perf_counter()
     scores = {method: MethodScore() for method in METHODS}
     fallback_used = 0
@@ -143,13 +156,18 @@ def score_localisers(segmenter: ConjunctivaSegmenter, scenes: Sequence[Scene]) -
         for method, mask in zip(METHODS, (network, classical, deployed.mask), strict=True):
             score = scores[method]
             if scene.positive:
-                score.ious.append(mask_iou(mask, scene.mask))
+                score.add_positive(mask_iou(mask, scene.mask), _group_of(scene, strip_groups))
             else:
-                score.negatives += 1
-                score.false_found += mask is not None
+                score.negatives_found.append(mask is not None)
     return SegmenterReport(
         {m: s.to_json() for m, s in scores.items()}, fallback_used, time.perf_counter() - began
     )
+
+
+def _group_of(scene: Scene, strip_groups: Sequence[str]) -> str:
+    if scene.source is None or scene.source >= len(strip_groups):
+        raise ValueError("a composite with conjunctiva must name a strip of the scored split")
+    return strip_groups[scene.source]
 
 
 def choose_rule(network: ConjunctivaUNet, strips: Sequence[Strip], config: SegmenterConfig) -> RuleChoice:
@@ -186,6 +204,36 @@ def held_out_scenes(split: StripSplit, config: SegmenterConfig) -> list[Scene]:
     return make_scenes(split.held_out, config.held_out_scenes, SEEDS["held-out"])
 
 
+def rescore(
+    csv_path: Path, segmenter: ConjunctivaSegmenter, config: SegmenterConfig = DEFAULT_CONFIG
+) -> tuple[SegmenterReport, StripSplit]:
+    """An installed segmenter on the very held-out composites its training was scored on."""
+    split = split_strips(csv_path)
+    scenes = held_out_scenes(split, config)
+    return score_localisers(segmenter, scenes, split.held_out_strip_groups), split
+
+
+def record_rescored(
+    directory: Path,
+    segmenter: ConjunctivaSegmenter,
+    rescored: tuple[SegmenterReport, StripSplit],
+    command: str,
+    config: SegmenterConfig = DEFAULT_CONFIG,
+) -> ModelManifest:
+    """Write ``rescore``'s figures into the package; the card's validation table is made again too.
+
+    The card reports the epochs of the package's own training command; ``config`` gives the
+    composite counts, which must be the ones ``rescore`` used.
+    """
+    report, split = rescored
+    training_command = load_manifest(directory).evaluation.command.split("\n")[0]
+    words = shlex.split(training_command)
+    epochs = int(words[words.index("--epochs") + 1]) if "--epochs" in words else config.epochs
+    trained = replace(config, epochs=epochs)
+    rule = choose_rule(segmenter.network, split.train, trained)
+    return record_evaluation(directory, report, rule, split, trained, command)
+
+
 def train_segmenter(
     csv_path: Path, config: SegmenterConfig, request: PackageRequest | None, progress: Progress
 ) -> tuple[SegmenterReport, ModelManifest | None, dict[str, object]]:
@@ -204,7 +252,7 @@ def train_segmenter(
     rule = choose_rule(network, split.train, config)
     progress("confidence threshold and fallback rule on validation composites:\n" + rule.format_table())
     segmenter = ConjunctivaSegmenter(network, MIN_CONFIDENCE, DEFAULT_NAME, "unsaved")
-    report = score_localisers(segmenter, held_out_scenes(split, config))
+    report = score_localisers(segmenter, held_out_scenes(split, config), split.held_out_strip_groups)
     extra: dict[str, object] = {
         "train_strips": len(split.train),
         "held_out_strips": len(split.held_out),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from fhir_mappings.device import build_model_device
 from models.engine.architectures import ReferenceCnn
 from models.engine.network import ensemble_state_dict
 from models.engine.reference_train import NAME as REFERENCE
+from models.engine.reference_train import build
 from models.errors import (
     ALL_ERRORS,
     InvalidModelManifest,
@@ -149,6 +151,22 @@ def test_the_shipped_reference_model_is_small_labelled_and_measured(
     card = (SHIPPED_MODEL_DIR / REFERENCE / manifest.card).read_text()
     assert "Reference — not for clinical use" in card
     assert manifest.weights.sha256 in card
+    assert "| Starting weights | none" in card
+    accuracy = manifest.evaluation.metrics
+    assert accuracy["test_accuracy_low"] <= accuracy["test_accuracy"] <= accuracy["test_accuracy_high"]
+    assert f"{accuracy['test_accuracy']:g} [{accuracy['test_accuracy_low']:g}, " in card
+
+
+def test_re_evaluating_the_shipped_reference_model_reproduces_its_figures(tmp_path: Path) -> None:
+    """``--re-evaluate`` keeps weights, calibration and thresholds, and the engine gives the same figures."""
+    shutil.copytree(SHIPPED_MODEL_DIR / REFERENCE, tmp_path / REFERENCE)
+    shipped = load_manifest(SHIPPED_MODEL_DIR / REFERENCE)
+    again = build(tmp_path / REFERENCE, retrain=False, recalibrate=False)
+    assert again.weights == shipped.weights
+    assert again.calibration == shipped.calibration and again.abstention == shipped.abstention
+    assert again.evaluation.metrics.keys() == shipped.evaluation.metrics.keys()
+    for key, value in shipped.evaluation.metrics.items():
+        assert again.evaluation.metrics[key] == pytest.approx(value, abs=0.002), key
 
 
 def test_the_device_is_built_from_the_manifest(reference_manifest: ModelManifest) -> None:

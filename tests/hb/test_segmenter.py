@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,16 @@ from PIL import Image
 
 from models.hb.localise import localise_conjunctiva
 from models.hb.scenes import eyelid_scene, negative_scene
-from models.hb.segmenter import MIN_CONFIDENCE, TASK, installed_segmenter
+from models.hb.segmenter import MIN_CONFIDENCE, TASK, installed_segmenter, segmenter_from
 from models.hb.segmenter_card import REFERENCE_LABEL
-from models.hb.segmenter_training import SegmenterConfig, split_strips, train_segmenter
+from models.hb.segmenter_scores import MethodScore
+from models.hb.segmenter_training import (
+    SegmenterConfig,
+    record_rescored,
+    rescore,
+    split_strips,
+    train_segmenter,
+)
 from models.hb.strip import load_strip
 from models.intake import DecodedPhoto, IntakeLimits, decode_photo
 from models.registry import SHIPPED_MODEL_DIR, ModelRegistry, PackageRequest
@@ -66,7 +74,53 @@ def test_training_writes_a_reference_package_whose_card_gives_its_command_and_fi
     assert command in card and "Held-out composites" in card
     assert f"{report.scores['classical']['mean_iou']:.3f}" in card
     assert "Choosing the confidence threshold" in card
+    assert "Starting weights: none" in card
     assert ModelRegistry([tmp_path]).for_task(TASK)[0].name == "tiny-localiser"
+    # Every held-out rate carries its CI, in the manifest and in the card's table.
+    metrics = manifest.evaluation.metrics
+    for key in ("network_mean_iou", "network_detection_rate", "network_false_found_rate"):
+        assert metrics[f"{key}_low"] <= metrics[key] <= metrics[f"{key}_high"]
+    assert "detected [95% CI]" in card
+
+
+def test_a_recorded_evaluation_adds_its_command_and_keeps_the_training_date(
+    real_subset: Callable[[int], Path], tmp_path: Path
+) -> None:
+    config = SegmenterConfig(epochs=1, train_scenes=48, held_out_scenes=12, validation_scenes=12)
+    command = "photomarker train hb-localiser --data labels.csv --epochs 1"
+    directory = tmp_path / "tiny-localiser"
+    request = PackageRequest(directory, "tiny-localiser", "0.0.1", command, "labels.csv")
+    train_segmenter(real_subset(60), config, request, lambda _line: None)
+    card_path = directory / "MODEL_CARD.md"
+    card_path.write_text(card_path.read_text().replace(date.today().isoformat(), "2026-01-02"))
+    weights = (directory / "weights.safetensors").read_bytes()
+
+    segmenter = segmenter_from(ModelRegistry([tmp_path]).load("tiny-localiser"))
+    rescored = rescore(real_subset(60), segmenter, config)
+    evaluation = "photomarker evaluate hb-localiser --data labels.csv --model tiny-localiser"
+    manifest = record_rescored(directory, segmenter, rescored, evaluation, config)
+
+    assert manifest.evaluation.command == f"{command}\n{evaluation}"
+    assert (directory / "weights.safetensors").read_bytes() == weights
+    card = card_path.read_text()
+    assert card.count("2026-01-02") == 1 and f"Trained by `{command}` on 2026-01-02" in card
+    assert f"scored by `{evaluation}`" in card and "1 epochs" in card
+    assert rescored[0].format_table() in card
+    # The package still loads: its manifest and weights agree.
+    assert ModelRegistry([tmp_path]).load("tiny-localiser").manifest == manifest
+
+
+def test_held_out_cis_resample_whole_strip_groups() -> None:
+    """Two children: one's composites all found, the other's all missed. Only two groups to
+    resample, so the detection rate's CI spans almost everything; by composite it would not."""
+    score = MethodScore()
+    for index in range(20):
+        score.add_positive(0.9 if index < 10 else 0.0, "child-a" if index < 10 else "child-b")
+    score.negatives_found.extend([False] * 19 + [True])
+    figures = score.to_json()
+    assert figures["detection_rate"] == 0.5 and figures["false_found_rate"] == 0.05
+    assert figures["detection_rate_low"] == 0.0 and figures["detection_rate_high"] == 1.0
+    assert figures["false_found_rate_low"] == 0.0 < figures["false_found_rate_high"]
 
 
 def test_the_shipped_segmenter_is_small_labelled_and_reproducible() -> None:
@@ -76,7 +130,12 @@ def test_the_shipped_segmenter_is_small_labelled_and_reproducible() -> None:
     assert manifest.reference_only and REFERENCE_LABEL in manifest.display_name
     assert manifest.evaluation.command.startswith("photomarker train hb-localiser --data ")
     card = package.card_text() or ""
-    assert manifest.evaluation.command in card and "not for clinical use" in card
+    training, evaluation = manifest.evaluation.command.split("\n")
+    assert training in card and evaluation in card and "not for clinical use" in card
+    assert evaluation.startswith("photomarker evaluate hb-localiser --data ")
+    metrics = manifest.evaluation.metrics
+    assert metrics["network_detection_rate_low"] <= metrics["network_detection_rate"]
+    assert "detected [95% CI]" in card and "Starting weights: none" in card
 
 
 def test_the_network_runs_first_and_finds_the_example_eyelid() -> None:
