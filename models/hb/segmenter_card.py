@@ -116,7 +116,7 @@ def save_segmenter_package(
         ),
         intended_use="Finding the palpebral conjunctiva in a whole eyelid photo so the Hb estimator reads "
         f"only the tissue. {REFERENCE_LABEL[0].upper()}{REFERENCE_LABEL[1:]} — not for clinical use; when it "
-        "is not confident the classical colour localiser is used instead.",
+        "is not confident the conjunctiva counts as not found and the photo is to be retaken.",
         limitations="Never trained or scored on a real whole-eyelid photo: the tissue is real but the eye, "
         "lid, skin, lashes and light around it are drawn. How it does on real phone photos is unknown. "
         "Photos are squashed to 96×128, so portrait photos distort the eyelid's shape.",
@@ -199,6 +199,10 @@ def render_card(
             "",
             provenance,
             "",
+            "## Intended use",
+            "",
+            manifest.intended_use,
+            "",
             "## What it does",
             "",
             "Finds the palpebral conjunctiva in a whole photo of a pulled-down lower eyelid, for the Hb "
@@ -210,7 +214,7 @@ def render_card(
             "conjunctiva is not found gets a photo-quality result that says so (retake) and no Hb "
             "value. Pre-cropped strips (transparent background) skip both methods.",
             "",
-            "## How it was made",
+            "## Training data and model",
             "",
             f"- {CITATION}",
             f"- {split.rows} labelled rows → {len(split.train) + len(split.held_out)} distinct strips "

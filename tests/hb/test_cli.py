@@ -63,6 +63,7 @@ def test_train_reports_grouped_cv_beside_the_baseline_and_writes_a_package(
     assert manifest.evaluation.command.startswith("photomarker train hb --data ")
     card = (model_dir / "hb-test" / "MODEL_CARD.md").read_text()
     assert "10.17632/m53vz6b7fx.1" in card and "6–59 months" in card and "Ghana" in card
+    assert "Starting weights: none" in card
     assert f"{report['mae']:.2f}" in card
 
 
