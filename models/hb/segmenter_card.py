@@ -2,7 +2,9 @@
 
 Every figure in the manifest and the card comes from the training run that calls
 :func:`save_segmenter_package` (``photomarker train hb-localiser``): the strip split, the
-validation table the confidence rule was chosen on and the held-out scores.
+validation table the confidence rule was chosen on and the held-out scores. ``photomarker
+evaluate hb-localiser --record`` (:func:`record_evaluation`) scores the shipped weights on the
+same held-out composites again and writes those figures, with their CIs, in their place.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@
    photos — then write the package with a model card generated from those figures.
 
 ``photomarker evaluate hb-localiser --data labels.csv`` regenerates the same held-out set and
-scores the installed package without training.
+scores the installed package without training (:func:`rescore`); with ``--record`` it writes those
+figures into the package (:func:`record_rescored`).
 
 The composites live in ``models.hb.segmenter_composites``, the score records and their tables
 in ``models.hb.segmenter_scores``, the manifest and model card in ``models.hb.segmenter_card``.
