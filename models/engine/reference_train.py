@@ -1,6 +1,7 @@
 """Train, calibrate and evaluate the reference model, and write its package. Reference only.
 
     .venv/bin/python -m models.engine.reference_train [--out models/weights/reference-marker]
+        [--recalibrate | --re-evaluate]
 
 The reference model answers a non-clinical question with exact generated ground truth — is
 there a blue marker dot on this skin patch? (``models.engine.reference_data``) — so that the
@@ -238,12 +239,13 @@ def build(out: Path, *, retrain: bool = True, recalibrate: bool = True) -> Model
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="package directory to write")
-    parser.add_argument(
+    keep = parser.add_mutually_exclusive_group()
+    keep.add_argument(
         "--recalibrate",
         action="store_true",
         help="keep the weights already in --out; redo calibration, evaluation, manifest and card",
     )
-    parser.add_argument(
+    keep.add_argument(
         "--re-evaluate",
         action="store_true",
         help="keep the weights, calibration and thresholds already in --out; redo evaluation and card",

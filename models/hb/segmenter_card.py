@@ -233,8 +233,7 @@ def render_card(
             f"- Tiny U-Net, widths {list(WIDTHS)}, {manifest.weights.parameters} parameters; Dice + BCE, "
             f"AdamW with a one-cycle schedule, {config.epochs} epochs, batch {config.batch}, mirror images, "
             "one CPU thread.",
-            "- Starting weights: none; trained from random initialisation (no pretrained encoder is "
-            "this small).",
+            "- Starting weights: none; trained from random initialisation.",
             f"- Weights SHA-256 `{manifest.weights.sha256}`.",
             "",
             "## Choosing the confidence threshold and the fallback rule",
