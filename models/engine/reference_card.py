@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from models.evaluation.metrics import interval_of
 from models.manifest import ModelManifest
 from models.results import ModelInfo
 
@@ -11,8 +12,8 @@ def _number(value: float | None) -> str:
 
 
 def _interval(figures: dict[str, float], key: str) -> str:
-    low, high = figures.get(f"{key}_low"), figures.get(f"{key}_high")
-    return f" [{low:g}, {high:g}]" if low is not None and high is not None else ""
+    bounds = interval_of(figures, key)
+    return f" [{bounds[0]:g}, {bounds[1]:g}]" if bounds else ""
 
 
 def model_card(manifest: ModelManifest) -> str:

@@ -26,7 +26,7 @@ from models.engine.execution import resolve_execution
 from models.engine.options import EngineOptions
 from models.engine.reference_data import LABEL_PRESENT, ReferenceSet, Uint8Image, as_photo
 from models.engine.stages import PostProcess, Predict, Prediction, PreProcess, RawOutputs
-from models.evaluation.metrics import FloatArray, Metric, auroc, bootstrap
+from models.evaluation.metrics import FloatArray, Metric, accuracy, auroc, bootstrap
 from models.manifest import AbstentionPolicy, Calibration
 from models.model_stages import model_stages
 from models.registry import ModelRegistry
@@ -100,8 +100,7 @@ def _share_correct_of_kept(correct: FloatArray, kept: FloatArray) -> FloatArray:
 
 def _with_interval(name: str, metric: Metric, truth: FloatArray, score: FloatArray) -> dict[str, float]:
     """``name`` and its bootstrap 95 % CI as ``name_low`` / ``name_high`` (the manifest's convention)."""
-    value = bootstrap({name: metric}, truth, score)[name]
-    return {name: value.value, f"{name}_low": value.low, f"{name}_high": value.high}
+    return bootstrap({name: metric}, truth, score)[name].figures(name)
 
 
 def evaluate(directory: Path, test: ReferenceSet, ood: dict[str, Uint8Image]) -> dict[str, float]:
@@ -119,7 +118,7 @@ def evaluate(directory: Path, test: ReferenceSet, ood: dict[str, Uint8Image]) ->
     present = (labels == LABEL_PRESENT).astype(np.float64)
     # Generated patches are drawn independently, so the 95 % CIs resample single photos.
     metrics = {
-        **_with_interval("test_accuracy", _mean_of_first, correct, correct),
+        **_with_interval("test_accuracy", accuracy, labels.astype(np.float64), predicted.astype(np.float64)),
         **_with_interval("test_auroc", auroc, present, probs[:, LABEL_PRESENT]),
         "test_nll": negative_log_likelihood(torch.from_numpy(probs), torch.from_numpy(labels)),
         "test_ece": expected_calibration_error(probs, labels),

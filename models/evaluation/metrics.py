@@ -38,12 +38,28 @@ class MetricValue:
     def as_dict(self) -> dict[str, float | None]:
         return {"value": _finite(self.value), "low": _finite(self.low), "high": _finite(self.high)}
 
+    def figures(self, name: str) -> dict[str, float]:
+        """``name`` and, when finite, its CI as ``name_low`` / ``name_high``, rounded to 4 places:
+        how manifests store a metric. Empty for an undefined metric."""
+        if not np.isfinite(self.value):
+            return {}
+        out = {name: round(self.value, 4)}
+        if np.isfinite(self.low) and np.isfinite(self.high):
+            out[f"{name}_low"], out[f"{name}_high"] = round(self.low, 4), round(self.high, 4)
+        return out
+
     def format(self, digits: int = 2) -> str:
         if not np.isfinite(self.value):
             return "n/a"
         if not (np.isfinite(self.low) and np.isfinite(self.high)):
             return f"{self.value:.{digits}f}"
         return f"{self.value:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+
+
+def interval_of(figures: Mapping[str, float], name: str) -> tuple[float, float] | None:
+    """The CI a manifest's metrics hold for ``name`` (see :meth:`MetricValue.figures`), if any."""
+    low, high = figures.get(f"{name}_low"), figures.get(f"{name}_high")
+    return None if low is None or high is None else (low, high)
 
 
 def _finite(x: float) -> float | None:

@@ -9,7 +9,6 @@ same held-out composites again and writes those figures, with their CIs, in thei
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from pathlib import Path
 from typing import Final, Protocol
@@ -39,7 +38,7 @@ from models.manifest import (
     TrainingData,
     TtaSpec,
     WeightsSpec,
-    load_manifest,
+    card_date,
     save_manifest,
 )
 from models.registry import PENDING_SHA256, PackageRequest, save_model_package
@@ -144,6 +143,7 @@ def manifest_metrics(report: SegmenterReport) -> dict[str, float]:
 
 def record_evaluation(
     directory: Path,
+    manifest: ModelManifest,
     report: SegmenterReport,
     rule: RuleChoice,
     split: StripSplit,
@@ -155,7 +155,6 @@ def record_evaluation(
     The weights are untouched. The manifest keeps the training command first and adds ``command``
     below it; the card is written again, dated as before, and says which figures the evaluation gave.
     """
-    manifest = load_manifest(directory)
     training_command = manifest.evaluation.command.split("\n")[0]
     updated = manifest.model_copy(
         update={
@@ -166,14 +165,10 @@ def record_evaluation(
     )
     save_manifest(updated, directory)
     card_path = directory / updated.card
-    dated = _GENERATED_ON.search(card_path.read_text(encoding="utf-8")) if card_path.is_file() else None
-    generated_on = date.fromisoformat(dated.group(1)) if dated else None
-    card_path.write_text(render_card(updated, report, rule, split, config, generated_on), encoding="utf-8")
+    card_path.write_text(
+        render_card(updated, report, rule, split, config, card_date(card_path)), encoding="utf-8"
+    )
     return updated
-
-
-# The date a card's first line gives, kept when a recorded evaluation writes the card again.
-_GENERATED_ON: Final = re.compile(r"^(?:Generated|Trained) by `[^`]*` on (\d{4}-\d{2}-\d{2})", re.MULTILINE)
 
 
 def render_card(

@@ -14,7 +14,7 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from models.evaluation.metrics import Metric, MetricValue, bootstrap
+from models.evaluation.metrics import Metric, MetricValue, bootstrap, interval_of
 
 # A localisation counts as a detection when its mask overlaps the truth at IoU ≥ 0.5.
 DETECTION_IOU: Final = 0.5
@@ -63,21 +63,14 @@ class MethodScore:
 
 def _with_interval(name: str, values: dict[str, MetricValue]) -> dict[str, float]:
     """``name``, ``name_low`` and ``name_high`` (the manifest's convention for a 95 % CI)."""
-    if name not in values:
-        return {name: 0.0}
-    value = values[name]
-    return {
-        name: round(value.value, 4),
-        f"{name}_low": round(value.low, 4),
-        f"{name}_high": round(value.high, 4),
-    }
+    return values[name].figures(name) if name in values else {name: 0.0}
 
 
 def _with_ci(score: dict[str, float], key: str, percent: bool) -> str:
     """``0.898 [0.882, 0.912]`` or ``99.2% [98.3%, 100.0%]``; the bare figure when no CI was kept."""
     form = ".1%" if percent else ".3f"
-    low, high = score.get(f"{key}_low"), score.get(f"{key}_high")
-    interval = f" [{low:{form}}, {high:{form}}]" if low is not None and high is not None else ""
+    bounds = interval_of(score, key)
+    interval = f" [{bounds[0]:{form}}, {bounds[1]:{form}}]" if bounds else ""
     return f"{score[key]:{form}}{interval}"
 
 

@@ -227,12 +227,13 @@ def record_rescored(
     composite counts, which must be the ones ``rescore`` used.
     """
     report, split = rescored
-    training_command = load_manifest(directory).evaluation.command.split("\n")[0]
+    manifest = load_manifest(directory)
+    training_command = manifest.evaluation.command.split("\n")[0]
     words = shlex.split(training_command)
     epochs = int(words[words.index("--epochs") + 1]) if "--epochs" in words else config.epochs
     trained = replace(config, epochs=epochs)
     rule = choose_rule(segmenter.network, split.train, trained)
-    return record_evaluation(directory, report, rule, split, trained, command)
+    return record_evaluation(directory, manifest, report, rule, split, trained, command)
 
 
 def train_segmenter(

@@ -61,18 +61,14 @@ class SkinEvaluation:
         out: dict[str, float] = {}
         for name, value in self.metrics.items():
             if np.isfinite(value.value):
-                out[name] = round(value.value, 4)
-                if np.isfinite(value.low) and np.isfinite(value.high):
-                    out[f"{name}_low"], out[f"{name}_high"] = round(value.low, 4), round(value.high, 4)
+                out |= value.figures(name)
                 if name in self.sizes:
                     out[f"n_{name}"] = self.sizes[name]
         for fitz, (n, value) in sorted(self.per_fitzpatrick.items()):
             key = f"{self.breakdown_metric}_fitzpatrick_{fitz}"
             if np.isfinite(value.value):
-                out[key] = round(value.value, 4)
+                out |= value.figures(key)
                 out[f"n_{key}"] = n
-                if np.isfinite(value.low) and np.isfinite(value.high):
-                    out[f"{key}_low"], out[f"{key}_high"] = round(value.low, 4), round(value.high, 4)
         return out
 
     def format_table(self) -> str:

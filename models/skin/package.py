@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from models.evaluation.metrics import interval_of
 from models.manifest import MANIFEST_FILE, Evaluation, ModelManifest, load_manifest, save_manifest
 from models.skin.real_lesion_scoring import METRIC_PREFIX
 from models.skin.tasks import LESION_CROP, TaskSpec
@@ -34,8 +35,8 @@ def metrics_table(metrics: dict[str, float]) -> str:
     for name, value in metrics.items():
         if name.endswith(("_low", "_high")) or name.startswith("n_"):
             continue
-        low, high = metrics.get(f"{name}_low"), metrics.get(f"{name}_high")
-        interval = f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
+        bounds = interval_of(metrics, name)
+        interval = f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else ""
         count = metrics.get(f"n_{name}")
         rows.append(f"| {name} | {value:.3f}{interval} | {'' if count is None else int(count)} |")
     return "| Metric | Value [95 % CI] | n |\n|---|---|---|\n" + "\n".join(rows)
